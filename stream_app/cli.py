@@ -1,0 +1,273 @@
+"""``badbuzz`` command line: broker, worker, produce, consume, score, demo, model/rules/feedback tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .config import ENV_DOCS, Settings
+from .kafkaio import consume_topic, decode, produce_messages
+
+
+class ConfigError(SystemExit):
+    """Exit non-zero with one clear line."""
+
+    def __init__(self, message: str) -> None:
+        print(f"badbuzz: error: {message}", file=sys.stderr)
+        super().__init__(2)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _enricher(settings: Settings):
+    from .enrich import load_enricher
+
+    try:
+        return load_enricher(settings)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+
+
+# -- broker ---------------------------------------------------------------------------------------
+def cmd_broker(args: argparse.Namespace) -> int:
+    from .broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port).start(quiet=not args.verbose)
+    print(f"BADBUZZ_BROKER={broker.url}", flush=True)
+    try:
+        while broker.process and broker.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+# -- worker ---------------------------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .broker import broker_for
+
+    settings = _settings()
+    enricher = _enricher(settings)
+    with broker_for(settings.broker) as url:
+        if not settings.broker:
+            print(f"BADBUZZ_BROKER={url}  (embedded)", flush=True)
+        return run_worker(Settings(**{**settings.__dict__, "broker": url}), enricher, loglevel=args.loglevel)
+
+
+def run_worker(settings: Settings, enricher: Any, *, loglevel: str = "info") -> int:
+    import faust
+
+    from .app import build_app
+    from .broker import ensure_topics
+
+    asyncio.run(ensure_topics(settings.broker, settings.topics.all(), settings.partitions))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pipe = build_app(settings, enricher)
+    print(f"badbuzz worker: web on http://{settings.web_host}:{settings.web_port}/ "
+          f"(metrics /metrics, health /health)", flush=True)
+    worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+# -- produce / consume ----------------------------------------------------------------------------
+def file_messages(args: argparse.Namespace):
+    from .sources import read_rows, to_tweet
+
+    if args.raw:
+        with open(args.file, "rb") as fh:
+            for line in fh:
+                yield None, line.rstrip(b"\r\n")
+        return
+    for i, row in enumerate(read_rows(args.file)):
+        tweet = to_tweet(row, i, args.file, text_column=args.text_column, id_column=args.id_column,
+                         time_column=args.time_column, brand=args.brand)
+        key = (tweet.get("brand") or tweet.get("id") or "").encode() or None
+        yield key, orjson.dumps(tweet)
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    settings = _settings()
+    url = _need_broker(settings)
+    topic = args.topic or settings.topics.tweets
+    n = asyncio.run(produce_messages(url, topic, file_messages(args), args.rate))
+    print(f"produced {n} messages to {topic}", file=sys.stderr)
+    return 0
+
+
+def _need_broker(settings: Settings) -> str:
+    if not settings.broker:
+        raise ConfigError("BADBUZZ_BROKER is not set (start one with `badbuzz broker` and export the line it prints)")
+    return settings.broker
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    url = _need_broker(_settings())
+
+    async def run() -> int:
+        n = 0
+        async for rec in consume_topic(url, args.topic, limit=args.limit, timeout=args.timeout,
+                                       from_beginning=args.from_beginning):
+            sys.stdout.buffer.write(orjson.dumps(decode(rec.value)) + b"\n")
+            n += 1
+        sys.stdout.flush()
+        return n
+
+    n = asyncio.run(run())
+    print(f"consumed {n} events from {args.topic}", file=sys.stderr)
+    return 0
+
+
+# -- score ----------------------------------------------------------------------------------------
+def cmd_score(args: argparse.Namespace) -> int:
+    from .scoring.batch import score_file
+
+    settings = _settings()
+    stats = score_file(_enricher(settings), args.input, args.output, text_column=args.text_column,
+                       batch=args.batch, progress=not args.quiet, max_text=settings.max_text)
+    print(f"scored {stats['enriched']} tweets ({stats['invalid']} invalid) in {stats['seconds']:.2f}s "
+          f"= {stats['tweets_per_s']:.1f} tweets/s -> {args.output}", file=sys.stderr)
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(_settings(), duration=args.duration, rate=args.rate, seed=args.seed)
+
+
+# -- model / rules / feedback ---------------------------------------------------------------------
+def cmd_model_eval(args: argparse.Namespace) -> int:
+    from .scoring.evaluate import main as eval_main
+
+    settings = _settings()
+    return eval_main(settings.model_dir if args.model_dir is None else args.model_dir, args.data,
+                     text_column=args.text_column, label_column=args.label_column, limit=args.limit,
+                     json_out=args.json)
+
+
+def cmd_rules_eval(args: argparse.Namespace) -> int:
+    from .rules.evaluate import main as rules_main
+
+    return rules_main(args.rest)
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    from .feedback import export_feedback
+
+    settings = _settings()
+    n = export_feedback(_need_broker(settings), settings, args.output, timeout=args.timeout)
+    print(f"exported {n} feedback rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env_help = "\n".join(f"  {k:<24} {d[1]} (default: {d[0] or 'unset'})" for k, d in ENV_DOCS.items())
+    p = argparse.ArgumentParser(
+        prog="badbuzz", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Real-time bad-buzz detection on tweet streams.",
+        epilog=f"environment:\n{env_help}",
+    )  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu, memory) in the foreground")
+    s.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
+    s.add_argument("--verbose", action="store_true", help="show the broker's own log")
+    s.set_defaults(func=cmd_broker)
+
+    s = sub.add_parser("worker", help="run the Faust worker (embedded broker when BADBUZZ_BROKER is unset)")
+    s.add_argument("--loglevel", default=os.environ.get("BADBUZZ_LOG_LEVEL", "info"))
+    s.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("produce", help="push tweets from a CSV/JSONL file to the input topic")
+    s.add_argument("file", type=Path)
+    s.add_argument("--topic", help="target topic (default: BADBUZZ_TOPIC_TWEETS)")
+    s.add_argument("--text-column", default="text")
+    s.add_argument("--id-column", help="id column (default: id, then tweet_id; generated stably when absent)")
+    s.add_argument("--time-column", help="event time column (default: created_at)")
+    s.add_argument("--brand", help="brand to set on every tweet")
+    s.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
+    s.add_argument("--raw", action="store_true", help="send each line of the file unparsed as one message")
+    s.set_defaults(func=cmd_produce)
+
+    s = sub.add_parser("consume", help="print a topic's events as JSON lines")
+    s.add_argument("topic")
+    s.add_argument("--limit", type=int, help="stop after N events")
+    s.add_argument("--timeout", type=float, default=10.0, help="stop after S seconds without events")
+    s.add_argument("--from-beginning", action="store_true")
+    s.set_defaults(func=cmd_consume)
+
+    s = sub.add_parser("score", help="offline batch enrichment of a CSV/JSONL file (same code path as the agent)")
+    s.add_argument("input", type=Path)
+    s.add_argument("-o", "--output", type=Path, required=True, help="output .csv or .jsonl")
+    s.add_argument("--text-column", default="text")
+    s.add_argument("--batch", type=int, default=256)
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("demo", help="embedded broker + worker + scenario simulator (chatter, then a bad-buzz storm)")
+    s.add_argument("--duration", type=float, default=120.0, help="seconds of live traffic")
+    s.add_argument("--rate", type=float, default=20.0, help="chatter tweets per second")
+    s.add_argument("--seed", type=int, default=7)
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("model", help="sentiment model tools")
+    msub = s.add_subparsers(dest="model_command", required=True)
+    e = msub.add_parser("eval", help="accuracy, macro-recall, macro-F1, per-class scores, confusion matrix")
+    e.add_argument("--data", type=Path, required=True, help="labeled CSV/JSONL")
+    e.add_argument("--text-column", default="text")
+    e.add_argument("--label-column", default="label")
+    e.add_argument("--model-dir", type=Path, help="default: BADBUZZ_MODEL_DIR")
+    e.add_argument("--limit", type=int)
+    e.add_argument("--json", type=Path, help="also write the metrics as JSON")
+    e.set_defaults(func=cmd_model_eval)
+
+    s = sub.add_parser("rules", help="rule table tools")
+    rsub = s.add_subparsers(dest="rules_command", required=True)
+    e = rsub.add_parser("eval", help="precision/recall/F1 of the rule tables on ../shared/data", add_help=False)
+    e.add_argument("rest", nargs=argparse.REMAINDER)
+    e.set_defaults(func=cmd_rules_eval)
+
+    s = sub.add_parser("feedback", help="misclassification feedback tools")
+    fsub = s.add_subparsers(dest="feedback_command", required=True)
+    e = fsub.add_parser("export", help="write feedback (text + corrected label) as CSV for retraining")
+    e.add_argument("-o", "--output", type=Path, required=True)
+    e.add_argument("--timeout", type=float, default=3.0)
+    e.set_defaults(func=cmd_feedback_export)
+
+    s = sub.add_parser("bench", help="benchmarks: model limit, score, pipeline, latency, memory, burst, scale-out")
+    s.add_argument("--quick", action="store_true", help="shorter runs")
+    s.add_argument("--repeat", type=int, default=3)
+    s.add_argument("--out", type=Path, default=Path("bench-results"))
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Settings from environment variables, with documented defaults.
+
+Every variable the application reads is listed in ``ENV_DOCS`` (rendered in the README and
+checked against the deployment files by the tests).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+DEFAULT_MODEL_DIR = REPO_DIR / "models" / "badbuzz-sentiment-minilm"
+
+ENV_DOCS: dict[str, tuple[str, str]] = {
+    "BADBUZZ_BROKER": ("", "Kafka URL, e.g. kafka://127.0.0.1:9092; unset = start the embedded broker"),
+    "BADBUZZ_APP_ID": ("badbuzz", "Faust application id (consumer group, changelog topic prefix)"),
+    "BADBUZZ_TOPIC_TWEETS": ("tweets", "input topic"),
+    "BADBUZZ_TOPIC_ENRICHED": ("tweets.enriched", "output topic for enriched tweets"),
+    "BADBUZZ_TOPIC_FEEDBACK": ("tweets.feedback", "misclassification feedback topic"),
+    "BADBUZZ_TOPIC_ALERTS": ("alerts", "alerts topic (source of truth for notifications)"),
+    "BADBUZZ_TOPIC_DLQ": ("tweets.dlq", "dead-letter topic"),
+    "BADBUZZ_PARTITIONS": ("4", "partitions of every topic (max parallelism)"),
+    "BADBUZZ_MODEL_DIR": (str(DEFAULT_MODEL_DIR), "sentiment model folder (model.onnx, tokenizer.json, config.json)"),
+    "BADBUZZ_RULES_DIR": ("", "rule tables folder; unset = the shipped tables"),
+    "BADBUZZ_ALERT_RULES": ("", "alert rules TOML; unset = the shipped file"),
+    "BADBUZZ_WEB_HOST": ("127.0.0.1", "worker web server bind address (metrics, health, dashboard, feedback)"),
+    "BADBUZZ_WEB_PORT": ("6066", "worker web server port"),
+    "BADBUZZ_API_TOKEN": ("", "bearer token required by /feedback and the dashboard when not bound to loopback"),
+    "BADBUZZ_STATE_DIR": (".badbuzz", "Faust data directory (table state)"),
+    "BADBUZZ_BATCH_SIZE": ("64", "micro-batch size for scoring"),
+    "BADBUZZ_BATCH_WAIT": ("0.02", "seconds to wait for a micro-batch to fill"),
+    "BADBUZZ_ORT_THREADS": ("0", "onnxruntime intra-op threads; 0 = number of cores"),
+    "BADBUZZ_CACHE_SIZE": ("50000", "LRU cache entries keyed by normalized text"),
+    "BADBUZZ_MAX_TEXT": ("4000", "maximum tweet text length in characters"),
+    "BADBUZZ_WINDOW_SECONDS": ("60", "tumbling window size of the alerting tables"),
+    "BADBUZZ_DASHBOARD_URL": ("", "public dashboard URL put in alerts; unset = the worker's own"),
+    "BADBUZZ_LOG_LEVEL": ("info", "log level"),
+}
+
+
+def env(name: str) -> str:
+    return os.environ.get(name, "") or ENV_DOCS[name][0]
+
+
+@dataclass(frozen=True)
+class Topics:
+    tweets: str = "tweets"
+    enriched: str = "tweets.enriched"
+    feedback: str = "tweets.feedback"
+    alerts: str = "alerts"
+    dlq: str = "tweets.dlq"
+
+    def all(self) -> list[str]:
+        return [self.tweets, self.enriched, self.feedback, self.alerts, self.dlq]
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str | None = None
+    app_id: str = "badbuzz"
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 4
+    model_dir: Path = DEFAULT_MODEL_DIR
+    rules_dir: Path | None = None
+    alert_rules: Path | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    api_token: str | None = None
+    state_dir: Path = Path(".badbuzz")
+    batch_size: int = 64
+    batch_wait: float = 0.02
+    ort_threads: int = 0
+    cache_size: int = 50_000
+    max_text: int = 4000
+    window_seconds: int = 60
+    dashboard_url: str = ""
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        def opt_path(name: str) -> Path | None:
+            value = env(name)
+            return Path(value) if value else None
+
+        def integer(name: str) -> int:
+            value = env(name)
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"{name}={value!r} is not an integer") from None
+
+        return cls(
+            broker=env("BADBUZZ_BROKER") or None,
+            app_id=env("BADBUZZ_APP_ID"),
+            topics=Topics(
+                tweets=env("BADBUZZ_TOPIC_TWEETS"),
+                enriched=env("BADBUZZ_TOPIC_ENRICHED"),
+                feedback=env("BADBUZZ_TOPIC_FEEDBACK"),
+                alerts=env("BADBUZZ_TOPIC_ALERTS"),
+                dlq=env("BADBUZZ_TOPIC_DLQ"),
+            ),
+            partitions=integer("BADBUZZ_PARTITIONS"),
+            model_dir=Path(env("BADBUZZ_MODEL_DIR")),
+            rules_dir=opt_path("BADBUZZ_RULES_DIR"),
+            alert_rules=opt_path("BADBUZZ_ALERT_RULES"),
+            web_host=env("BADBUZZ_WEB_HOST"),
+            web_port=integer("BADBUZZ_WEB_PORT"),
+            api_token=env("BADBUZZ_API_TOKEN") or None,
+            state_dir=Path(env("BADBUZZ_STATE_DIR")),
+            batch_size=integer("BADBUZZ_BATCH_SIZE"),
+            batch_wait=float(env("BADBUZZ_BATCH_WAIT")),
+            ort_threads=integer("BADBUZZ_ORT_THREADS"),
+            cache_size=integer("BADBUZZ_CACHE_SIZE"),
+            max_text=integer("BADBUZZ_MAX_TEXT"),
+            window_seconds=integer("BADBUZZ_WINDOW_SECONDS"),
+            dashboard_url=env("BADBUZZ_DASHBOARD_URL"),
+            log_level=env("BADBUZZ_LOG_LEVEL"),
+        )
+
+    @property
+    def public_url(self) -> str:
+        return self.dashboard_url or f"http://{self.web_host}:{self.web_port}/"

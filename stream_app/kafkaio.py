@@ -1,0 +1,77 @@
+"""Plain aiokafka helpers to produce files and read topics (CLI, demo, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from .broker import bootstrap
+
+
+async def produce_messages(url: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
+                           rate: float | None = None) -> int:
+    """Send ``(key, value)`` pairs, optionally paced at ``rate`` per second; returns the count."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), linger_ms=5, acks="all")
+    await producer.start()
+    sent, started = 0, time.monotonic()
+    try:
+        for key, value in messages:
+            await producer.send(topic, value=value, key=key)
+            sent += 1
+            if rate:
+                delay = started + sent / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def consume_topic(url: str, topic: str, *, limit: int | None = None, timeout: float = 10.0,
+                        from_beginning: bool = True) -> AsyncIterator[Any]:
+    """Yield decoded events of ``topic`` (all partitions, no consumer group) until limit or idle timeout."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), enable_auto_commit=False,
+                                auto_offset_reset="earliest" if from_beginning else "latest")
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()  # topic may have just been created
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        count = 0
+        deadline = time.monotonic() + timeout
+        while limit is None or count < limit:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000), max_records=500)
+            for records in batch.values():
+                for rec in records:
+                    yield rec
+                    count += 1
+                    deadline = time.monotonic() + timeout
+                    if limit is not None and count >= limit:
+                        return
+    finally:
+        await consumer.stop()
+
+
+def decode(value: bytes | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value.decode("utf-8", "replace")

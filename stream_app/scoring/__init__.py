@@ -1,0 +1,1 @@
+"""Sentiment scoring: text normalization and the ONNX model runtime."""

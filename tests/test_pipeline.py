@@ -1,0 +1,100 @@
+"""End to end on the real embedded broker and a real worker process: nothing lost, nothing silent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from stream_app.kafkaio import consume_topic, produce_messages
+
+pytestmark = pytest.mark.integration
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+BRANDS = ["airparadis", "united", "free"]
+TEMPLATES = [
+    "@{b} my flight {i} is delayed again, third time this month",
+    "thanks @{b} for the upgrade on flight {i}, lovely crew!",
+    "@{b} where is my bag? lost since flight {i}, I want a refund",
+    "@{b} flight {i} boarding now at gate 4",
+    "@{b} panne internet depuis ce matin, toujours rien ({i})",
+]
+
+
+def good_tweets(n: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        brand = BRANDS[i % len(BRANDS)]
+        tweet = {"id": f"ok-{i}", "text": TEMPLATES[i % len(TEMPLATES)].format(b=brand, i=i), "brand": brand,
+                 "author": {"id": f"u{i % 17}", "handle": f"user{i % 17}", "followers": (i * 37) % 20000}}
+        if i % 3 == 0:
+            tweet["created_at"] = "2026-11-18T10:00:00Z"
+        out.append((brand.encode(), orjson.dumps(tweet)))
+    return out
+
+
+def malformed(n: int) -> list[tuple[None, bytes]]:
+    kinds = [
+        b"not json at all",
+        b'{"id": "1", "text": "\xff\xfe broken utf8"}',
+        b'["a", "list"]',
+        b'{"text": "no id"}',
+        b'{"id": 12, "text": "numeric id"}',
+        b'{"id": "e", "text": ""}',
+        orjson.dumps({"id": "big", "text": "x" * 1_000_000}),
+        b'{"id": "old", "text": "hi", "created_at": "1970-01-01T00:00:00Z"}',
+        b'{"id": "nest", "text": "hi", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b"",
+    ]
+    return [(None, kinds[i % len(kinds)]) for i in range(n)]
+
+
+async def collect(url: str, topic: str, n: int, timeout: float = 60.0) -> list:
+    out = []
+    async for rec in consume_topic(url, topic, limit=n, timeout=timeout, from_beginning=True):
+        out.append(rec)
+    return out
+
+
+def test_thousand_tweets_and_fifty_malformed(broker, start_worker):
+    w = start_worker("e2e")
+    topics = {k: w.env[f"BADBUZZ_TOPIC_{k.upper()}"] for k in ("tweets", "enriched", "dlq")}
+    good, bad = good_tweets(1000), malformed(50)
+    mixed = [m for pair in zip(good[:50], bad, strict=True) for m in pair] + good[50:]
+
+    async def scenario():
+        await produce_messages(broker.url, topics["tweets"], mixed)
+        return await asyncio.gather(collect(broker.url, topics["enriched"], 1000),
+                                    collect(broker.url, topics["dlq"], 50))
+
+    enriched, dead = asyncio.run(scenario())
+    assert len(enriched) == 1000 and len(dead) == 50
+
+    validator = jsonschema.Draft202012Validator(json.loads((SCHEMAS / "enriched.schema.json").read_text()))
+    events = [orjson.loads(r.value) for r in enriched]
+    for e in events:
+        validator.validate(e)
+    assert {e["id"] for e in events} == {f"ok-{i}" for i in range(1000)}
+    assert all(r.key.decode() == orjson.loads(r.value)["brand"] for r in enriched), "output is keyed by brand"
+    assert {e["sentiment"]["label"] for e in events} >= {"negative", "positive"}
+
+    dlq_validator = jsonschema.Draft202012Validator(json.loads((SCHEMAS / "dead-letter.schema.json").read_text()))
+    letters = [orjson.loads(r.value) for r in dead]
+    for d in letters:
+        dlq_validator.validate(d)
+        assert d["source"]["topic"] == topics["tweets"] and d["source"]["offset"] >= 0
+    codes = {d["error"]["code"] for d in letters}
+    assert codes == {"invalid_json", "not_utf8", "not_object", "missing_field", "invalid_field", "empty_text",
+                     "text_too_long", "timestamp_out_of_range"}
+    assert any("payload_base64" in d for d in letters)
+
+    text = w.get("/metrics").decode()
+    assert "badbuzz_events_in_total 1050.0" in text
+    assert "badbuzz_events_enriched_total 1000.0" in text
+    dead_total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("badbuzz_events_dead_lettered_total{"))
+    assert dead_total == 50
+    assert w.proc.poll() is None, "the worker keeps running after bad input"

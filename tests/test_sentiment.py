@@ -1,0 +1,63 @@
+"""The shipped ONNX sentiment model: loads, deterministic, calibrated outputs, obvious cases right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_app.scoring.sentiment import LRUCache, ModelLoadError, SentimentModel
+from stream_app.scoring.text import normalize_for_model
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return SentimentModel(model_dir, threads=1)
+
+
+def test_config_describes_model(model):
+    assert model.labels == ("negative", "neutral", "positive")
+    assert model.name and model.version
+    assert model.config["metrics"], "config.json must carry the measured metrics"
+
+
+def test_probabilities_sum_to_one_and_are_deterministic(model):
+    texts = ["great crew, smooth flight", "my bag is lost", "boarding at gate 12", "?", "😡" * 50, "a " * 400]
+    first = model.probs_normalized([normalize_for_model(t) for t in texts])
+    second = model.probs_normalized([normalize_for_model(t) for t in reversed(texts)])[::-1]
+    assert np.allclose(first.sum(axis=1), 1.0, atol=1e-5)
+    assert np.allclose(first, second, atol=1e-5), "batch order or padding must not change the scores"
+
+
+@pytest.mark.parametrize(("text", "label"), [
+    ("I absolutely love this airline, the crew was wonderful and the flight was perfect! Thank you!", "positive"),
+    ("Best customer service ever, they fixed my problem in two minutes. Amazing!", "positive"),
+    ("Worst airline ever. Lost my luggage, cancelled my flight and nobody answers. Disgusting.", "negative"),
+    ("My internet has been down for three days and support keeps hanging up on me. Terrible.", "negative"),
+    ("The flight to Boston departs from terminal 2 at 6:15pm tomorrow.", "neutral"),
+])
+def test_unambiguous_tweets(model, text, label):
+    assert model.predict([text])[0].label == label
+
+
+def test_cache_returns_same_scores_and_counts_hits(model_dir):
+    m = SentimentModel(model_dir, threads=1, cache_size=2)
+    a = m.probs(["RT so bad", "so bad", "fine"])
+    b = m.probs(["so bad"])
+    assert m.cache.hits == 1 and len(m.cache) == 2
+    assert np.allclose(a[1], b[0])
+
+
+def test_lru_evicts_oldest():
+    cache = LRUCache(2)
+    for k in "abc":
+        cache.put(k, np.zeros(3))
+    assert cache.get("a") is None and cache.get("c") is not None
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="model.onnx"):
+        SentimentModel(tmp_path)
+
+
+def test_normalization_matches_tweeteval():
+    assert normalize_for_model("@United hi https://t.co/xyz &amp; \\u2019ok") == "@user hi http & \u2019ok"
