@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import orjson
@@ -13,14 +13,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from .broker import bootstrap
 
 
-async def produce_messages(url: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
+async def _aiter(items):
+    if hasattr(items, "__aiter__"):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def produce_messages(url: str, topic: str,
+                           messages: Iterable[tuple[bytes | None, bytes]] | AsyncIterable[tuple[bytes | None, bytes]],
                            rate: float | None = None) -> int:
     """Send ``(key, value)`` pairs, optionally paced at ``rate`` per second; returns the count."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), linger_ms=5, acks="all")
     await producer.start()
     sent, started = 0, time.monotonic()
     try:
-        for key, value in messages:
+        async for key, value in _aiter(messages):
             await producer.send(topic, value=value, key=key)
             sent += 1
             if rate:

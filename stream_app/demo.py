@@ -1,0 +1,117 @@
+"""``badbuzz demo``: embedded broker + worker + scenario simulator, printing what happens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from .broker import broker_for, ensure_topics
+from .config import Settings
+from .kafkaio import consume_topic, produce_messages
+from .simulator import Scenario
+
+COLORS = {"negative": "\033[31m", "neutral": "\033[37m", "positive": "\033[32m"}
+RESET = "\033[0m"
+
+
+def start_worker(settings: Settings, url: str, log: Path) -> subprocess.Popen:
+    env = os.environ | {"BADBUZZ_BROKER": url}
+    proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", "warning"], env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"badbuzz: worker exited ({proc.returncode}); see {log}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://{settings.web_host}:{settings.web_port}/ready", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit(f"badbuzz: worker not ready after 90s; see {log}")
+
+
+def line(event: dict) -> str:
+    s = event["sentiment"]
+    color = COLORS.get(s["label"], "") if sys.stdout.isatty() else ""
+    reset = RESET if color else ""
+    flags = " ".join(x for x in (
+        "CLAIM" if event["is_claim"] else "", event["urgency"].upper() if event["urgency"] != "low" else "",
+        event["incident"] or "") if x)  # fmt: skip
+    text = event["text"].replace("\n", " ")[:90]
+    return f"{color}[{event['brand'] or '-':>10}] {s['label'][:3].upper()} {s['score']:.2f} {flags:<22}{reset} {text}"
+
+
+async def _traffic(url: str, settings: Settings, duration: float, rate: float, seed: int) -> None:
+    sc = Scenario(seed=seed)
+    now = time.time()
+    history = [(t["brand"].encode(), orjson.dumps(t)) for t in sc.history(now)]
+    n = await produce_messages(url, settings.topics.tweets, history)
+    print(f"-- backfilled {n} tweets of calm history (last 15 minutes of event time)", flush=True)
+    start = time.time()
+    n = await produce_messages(url, settings.topics.tweets, _paced(sc.live(start, duration, rate), start))
+    print(f"-- live traffic done: {n} tweets", flush=True)
+
+
+async def _paced(events, start: float):
+    """Live tweets carry no created_at (event time = Kafka timestamp) and leave at their offset."""
+    for offset, tweet in events:
+        delay = start + offset - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tweet.pop("created_at", None)
+        yield tweet["brand"].encode(), orjson.dumps(tweet)
+
+
+async def _show(url: str, settings: Settings, duration: float) -> None:
+    async def enriched() -> None:
+        shown = 0
+        async for rec in consume_topic(url, settings.topics.enriched, timeout=duration + 30, from_beginning=False):
+            event = orjson.loads(rec.value)
+            shown += 1
+            if event["sentiment"]["label"] == "negative" or shown % 10 == 0:
+                print(line(event), flush=True)
+
+    async def alerts() -> None:
+        async for rec in consume_topic(url, settings.topics.alerts, timeout=duration + 30, from_beginning=True):
+            a = orjson.loads(rec.value)
+            print(f"\n\033[1;41m ALERT {a['severity'].upper()} \033[0m {a['rule']} brand={a['brand']} "
+                  f"subject={a.get('subject')} observed={a['observed']} baseline={a.get('baseline')} "
+                  f"threshold={a['threshold']}\n", flush=True)
+
+    await asyncio.gather(enriched(), alerts())
+
+
+def run_demo(settings: Settings, *, duration: float = 120.0, rate: float = 20.0, seed: int = 7) -> int:
+    log = Path(settings.state_dir) / "demo-worker.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with broker_for(settings.broker) as url:
+        asyncio.run(ensure_topics(url, settings.topics.all(), settings.partitions))
+        print(f"-- broker {url}; starting worker (log: {log})", flush=True)
+        worker = start_worker(settings, url, log)
+        print(f"-- dashboard: {settings.public_url}   metrics: {settings.public_url}metrics", flush=True)
+        try:
+            async def main() -> None:
+                show = asyncio.create_task(_show(url, settings, duration))
+                await _traffic(url, settings, duration, rate, seed)
+                await asyncio.sleep(5)  # let the last events and alerts arrive
+                show.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await show
+
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            pass
+        finally:
+            worker.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(15)
+    return 0
