@@ -1,0 +1,101 @@
+"""The ``badbuzz`` commands, run as a user would (subprocesses, real broker)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from stream_app.simulator import Scenario
+
+
+def badbuzz(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stream_app.cli", *args], capture_output=True, text=True,
+                          env=os.environ | (env or {}), timeout=timeout)
+
+
+def test_help_documents_every_command_and_env():
+    out = badbuzz("--help").stdout
+    for cmd in ("broker", "worker", "produce", "consume", "score", "demo", "model", "rules", "feedback", "bench"):
+        assert cmd in out
+    assert "BADBUZZ_BROKER" in out and "BADBUZZ_WEB_PORT" in out
+
+
+def write_sample(path, n=60):
+    sc = Scenario(seed=3)
+    rows = [sc.chatter(1_790_000_000 + i) for i in range(n // 2)]
+    rows += [sc.storm_tweet(1_790_000_000) for _ in range(n // 2)]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["tweet_id", "text", "brand"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({"tweet_id": r["id"], "text": r["text"], "brand": r["brand"]})
+        w.writerow({"tweet_id": "empty", "text": "", "brand": "x"})
+    return len(rows)
+
+
+def test_score_csv_keeps_columns_and_adds_enrichment(tmp_path):
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    n = write_sample(src)
+    res = badbuzz("score", str(src), "-o", str(dst), "--quiet")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(dst, encoding="utf-8")))
+    assert len(rows) == n + 1
+    for col in ("tweet_id", "text", "brand", "sentiment", "sentiment_score", "p_negative", "p_neutral",
+                "p_positive", "is_claim", "urgency", "topics", "incident", "confidence"):
+        assert col in rows[0]
+    scored = [r for r in rows if r["sentiment"]]
+    assert len(scored) == n and rows[-1]["error"].startswith("empty_text")
+    for r in scored:
+        total = float(r["p_negative"]) + float(r["p_neutral"]) + float(r["p_positive"])
+        assert abs(total - 1) < 1e-3
+    storm = [r for r in scored if "lost" in r["text"].lower() or "luggage" in r["text"].lower()]
+    assert storm and sum(r["sentiment"] == "negative" for r in storm) / len(storm) > 0.8
+
+
+def test_score_jsonl(tmp_path):
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(b'{"id": "a", "text": "love it"}\n{"text": "no id but fine"}\n')
+    assert badbuzz("score", str(src), "-o", str(dst), "--quiet").returncode == 0
+    out = [orjson.loads(line) for line in dst.read_bytes().splitlines()]
+    assert out[0]["id"] == "a" and out[1]["id"].startswith("gen-") and out[1]["sentiment"]["label"]
+
+
+@pytest.mark.integration
+def test_produce_and_consume_roundtrip(broker, tmp_path):
+    src = tmp_path / "in.csv"
+    n = write_sample(src, 20)
+    env = {"BADBUZZ_BROKER": broker.url}
+    res = badbuzz("produce", str(src), "--topic", "cli.rt", "--id-column", "tweet_id", "--brand", "AirParadis",
+                  env=env)
+    assert res.returncode == 0, res.stderr
+    raw = tmp_path / "raw.txt"
+    raw.write_bytes(b"garbage line\n{\"id\": 1}\n")
+    assert badbuzz("produce", str(raw), "--topic", "cli.rt", "--raw", env=env).returncode == 0
+    res = badbuzz("consume", "cli.rt", "--from-beginning", "--timeout", "3", env=env)
+    lines = [orjson.loads(x) for x in res.stdout.splitlines()]
+    assert len(lines) == n + 3  # n scenario rows, the empty-text row, two raw lines
+    tweets = [x for x in lines if isinstance(x, dict) and "text" in x]
+    assert len(tweets) == n + 1  # the empty-text row is produced too: the worker dead-letters it
+    assert all(t["brand"] == "AirParadis" for t in tweets)
+    assert "garbage line" in lines and {"id": 1} in lines
+    limited = badbuzz("consume", "cli.rt", "--from-beginning", "--limit", "5", env=env)
+    assert len(limited.stdout.splitlines()) == 5
+
+
+def test_produce_without_broker_is_a_clear_error(tmp_path):
+    src = tmp_path / "in.csv"
+    write_sample(src, 2)
+    res = badbuzz("produce", str(src), env={"BADBUZZ_BROKER": ""})
+    assert res.returncode == 2 and "BADBUZZ_BROKER is not set" in res.stderr
+
+
+def test_missing_model_exits_with_one_clear_line(tmp_path):
+    res = badbuzz("score", str(tmp_path / "x.csv"), "-o", str(tmp_path / "y.csv"),
+                  env={"BADBUZZ_MODEL_DIR": str(tmp_path / "nope")})
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "model file(s) missing" in res.stderr
