@@ -1,0 +1,76 @@
+"""The whole alerting configuration (rules, policy, routing, delivery) from one TOML file.
+
+``load_config(path=None)`` reads the shipped ``alert_rules.toml`` or an override and validates it with
+one-line :class:`AlertConfigError` messages naming the file and the field. ``build_dispatcher(config)``
+creates the notifiers for the channels the routing uses (env: SMTP / Twilio settings) and fails early
+when, e.g., SMS is routed but Twilio credentials are missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._schema import AlertConfigError, Field, check_table, fail, positive
+from .notifiers import Dispatcher, RetryPolicy, build_notifiers
+from .policy import CHANNELS, AlertPolicy, PolicyConfig, parse_policy
+from .rules import RULE_NAMES, RuleSet, parse_rules, read_toml
+
+__all__ = ["AlertConfig", "AlertConfigError", "build_dispatcher", "load_config", "parse_config"]
+
+TOP_LEVEL = ("settings", "rules", "policy", "quiet_hours", "routing", "delivery")
+_DELIVERY = {
+    "max_attempts": Field(int, 5, positive),
+    "base_delay": Field(float, 0.5, positive),
+    "max_delay": Field(float, 30.0, positive),
+    "deadline_seconds": Field(float, 120.0, positive),
+    "attempt_timeout": Field(float, 10.0, positive),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    source: str
+    rules: RuleSet
+    policy: PolicyConfig
+    retry: dict[str, RetryPolicy] = field(default_factory=dict)
+
+    def make_policy(self) -> AlertPolicy:
+        return AlertPolicy(self.policy)
+
+
+def parse_config(doc: Mapping[str, Any], source: str = "<config>", env: Mapping[str, str] | None = None) -> AlertConfig:
+    unknown = sorted(set(doc) - set(TOP_LEVEL))
+    if unknown:
+        raise fail(source, unknown[0], f"unknown table (expected one of: {', '.join(TOP_LEVEL)})")
+    rules = parse_rules(doc, source)
+    policy = parse_policy(doc, source, env, {n: rules.cooldown_minutes(n) for n in RULE_NAMES})
+    d_doc = doc.get("delivery", {})
+    if not isinstance(d_doc, Mapping):
+        raise fail(source, "delivery", "expected a table")
+    retry: dict[str, RetryPolicy] = {}
+    for ch, data in d_doc.items():
+        if ch not in CHANNELS:
+            raise fail(source, f"delivery.{ch}", f"unknown channel (expected one of: {', '.join(CHANNELS)})")
+        d = check_table(data, _DELIVERY, source, f"delivery.{ch}")
+        retry[ch] = RetryPolicy(d["max_attempts"], d["base_delay"], d["max_delay"], d["deadline_seconds"],
+                                d["attempt_timeout"])
+    return AlertConfig(source, rules, policy, retry)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> AlertConfig:
+    """Load and validate the alerting TOML (default: the shipped one; ``BADBUZZ_ALERT_RULES`` overrides it)."""
+    if path is None:
+        path = (env if env is not None else os.environ).get("BADBUZZ_ALERT_RULES") or None
+    doc, source = read_toml(path)
+    return parse_config(doc, source, env)
+
+
+def build_dispatcher(config: AlertConfig, env: Mapping[str, str] | None = None) -> Dispatcher:
+    """Dispatcher with notifiers for every channel the routing uses; raises AlertConfigError if one is
+    misconfigured (call it at start-up)."""
+    notifiers = build_notifiers(config.policy.routing.channels_used(), env)
+    return Dispatcher(notifiers, config.policy.routing, config.retry)
