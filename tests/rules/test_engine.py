@@ -28,7 +28,7 @@ def _copy_tables(tmp_path: Path) -> Path:
 
 # ----------------------------------------------------------------------------------- loading
 def test_load_default(engine: RuleEngine) -> None:
-    assert engine.version == "2026.11.1"
+    assert engine.version == "2026.11.2"
     assert {"generic", "airline", "telecom"} <= set(engine.packs)
 
 
@@ -146,6 +146,38 @@ def test_english_airline_examples(engine: RuleEngine) -> None:
     assert res.incident == "customer_service"
     res = engine.evaluate("@SouthwestAir the flight attendant was so rude to my mother", brand="southwestair")
     assert res.incident == "crew"
+
+
+def test_english_airline_more_incidents(engine: RuleEngine) -> None:
+    cases = [
+        ("@united the wifi never worked and my seat would not recline on a 5 hour flight", "inflight"),
+        ("@delta 45 minutes standing in line at the check in counter, only one kiosk open", "queues"),
+        ("@JetBlue I cannot use my points online, the website shows an error when I try to book", "booking"),
+        ("@AmericanAir your gate agent was rude and unprofessional to everyone", "crew"),
+        ("@SouthwestAir where is my luggage? 2 days and my suitcase is still missing", "baggage"),
+        ("@united I was hung up on twice, no one answers the phone", "customer_service"),
+        ("@USAirways worst airline ever", "customer_service"),  # no specific cue -> fallback
+    ]
+    for text, incident in cases:
+        res = engine.evaluate(text, pack="airline", lang="en", sentiment_label="negative")
+        assert res.incident == incident, (text, res.topics)
+
+
+def test_english_claim_cues(engine: RuleEngine) -> None:
+    claims = [
+        "@AcmeSupport my order still has not arrived and nobody replies, any update?",
+        "@shopco your website charged me twice for one item",
+        "@acmecare still waiting for my refund after 3 weeks",
+    ]
+    for text in claims:
+        assert engine.evaluate(text, lang="en").is_claim, text
+    not_claims = [
+        "can not wait for the game tonight with my friends lol",
+        "@bestie she looks so happy in that video, love it",
+        "enter the giveaway for a chance to win a new phone!",
+    ]
+    for text in not_claims:
+        assert not engine.evaluate(text, lang="en").is_claim, text
 
 
 def test_english_telecom_examples(engine: RuleEngine) -> None:
