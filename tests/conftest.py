@@ -17,6 +17,8 @@ from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.config import DEFAULT_MODEL_DIR
 from stream_app.datasets import data_dir
 
+from .servers import SmtpServer, TwilioServer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -123,3 +125,17 @@ def start_worker(broker: EmbeddedBroker, tmp_path: Path):
 
 def run(coro):
     return asyncio.run(coro)
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that records what it receives."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def twilio_server():
+    """A local HTTP server speaking Twilio's Messages API, for the real twilio SDK."""
+    with TwilioServer() as server:
+        yield server

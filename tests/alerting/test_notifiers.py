@@ -24,7 +24,7 @@ from stream_app.alerting.notifiers import (
 from stream_app.alerting.policy import Alert, Routing
 from stream_app.alerting.rules import Candidate
 
-from .servers import SmtpServer, refused_port
+from ..servers import SmtpServer, refused_port
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.02, max_delay=0.1, deadline=5.0, attempt_timeout=1.0)
 PHONE = "+33612345678"
