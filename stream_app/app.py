@@ -10,6 +10,7 @@ import base64
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from .parsing import InvalidTweet, parse_tweet
 log = logging.getLogger("badbuzz")
 
 MAX_DLQ_PAYLOAD = 64 * 1024
+RECENT_PREDICTIONS = 20_000  # tweet id -> prediction, so /feedback can name what the model said
 
 
 def dead_letter(raw: bytes | None, code: str, message: str, *, topic: str, partition: int, offset: int,
@@ -66,6 +68,9 @@ class Pipeline:
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="score"))
     started_at: float = field(default_factory=time.time)
     agents: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    brands: set[str] = field(default_factory=set)
+    recent: OrderedDict[str, tuple[str | None, str, str]] = field(default_factory=OrderedDict)
 
     def ready(self) -> dict[str, bool]:
         consumer = self.app.consumer if self.app.producer is not None else None
@@ -77,7 +82,12 @@ class Pipeline:
                 "broker": bool(self.app.producer and self.app.producer.started)}
 
 
-def build_app(settings: Settings, enricher: Enricher) -> Pipeline:
+def ticks_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-alert-ticks"
+
+
+def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, dispatcher: Any = None) -> Pipeline:
+    """The Faust app with its agents; alerting is wired when an alert config is given."""
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -106,6 +116,10 @@ def build_app(settings: Settings, enricher: Enricher) -> Pipeline:
                              "rules_version": enricher.rules.version})
     metrics.watch_cache(enricher.model.cache)
     _wire_enrichment(pipe)
+    if alert_config is not None:
+        from .alerting.agents import wire_alerting
+
+        wire_alerting(pipe, alert_config, dispatcher)
     _wire_web(pipe)
     return pipe
 
@@ -145,8 +159,12 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
                 metrics.BATCH_SIZE.observe(len(good))
             now = time.time()
+            recent = pipe.recent
             for ev, msg in enriched:
                 brand = ev.get("brand")
+                recent[ev["id"]] = (brand, ev["sentiment"]["label"], ev["text"])
+                if len(recent) > RECENT_PREDICTIONS:
+                    recent.popitem(last=False)
                 await out_topic.send(key=(brand or "").encode(), value=orjson.dumps(ev))
                 metrics.SENTIMENT.labels(brand or "", ev["sentiment"]["label"]).inc()
                 if ev["incident"]:

@@ -40,6 +40,17 @@ def _enricher(settings: Settings):
         raise ConfigError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
 
 
+def _alerting(settings: Settings):
+    """Alert rules and notifiers, validated at start-up (bad TOML, missing Twilio credentials...)."""
+    from .alerting import build_dispatcher, load_config
+
+    try:
+        config = load_config(settings.alert_rules)
+        return config, build_dispatcher(config)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+
+
 # -- broker ---------------------------------------------------------------------------------------
 def cmd_broker(args: argparse.Namespace) -> int:
     from .broker import EmbeddedBroker
@@ -62,21 +73,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     enricher = _enricher(settings)
+    alerting = _alerting(settings)
     with broker_for(settings.broker) as url:
         if not settings.broker:
             print(f"BADBUZZ_BROKER={url}  (embedded)", flush=True)
-        return run_worker(Settings(**{**settings.__dict__, "broker": url}), enricher, loglevel=args.loglevel)
+        return run_worker(Settings(**{**settings.__dict__, "broker": url}), enricher, alerting,
+                          loglevel=args.loglevel)
 
 
-def run_worker(settings: Settings, enricher: Any, *, loglevel: str = "info") -> int:
+def run_worker(settings: Settings, enricher: Any, alerting: tuple[Any, Any] | None = None, *,
+               loglevel: str = "info") -> int:
     import faust
 
-    from .app import build_app
+    from .app import build_app, ticks_topic
     from .broker import ensure_topics
 
-    asyncio.run(ensure_topics(settings.broker, settings.topics.all(), settings.partitions))
+    topics = settings.topics.all() + [ticks_topic(settings)]
+    asyncio.run(ensure_topics(settings.broker, topics, settings.partitions))
     asyncio.set_event_loop(asyncio.new_event_loop())
-    pipe = build_app(settings, enricher)
+    pipe = build_app(settings, enricher, *(alerting or (None, None)))
     print(f"badbuzz worker: web on http://{settings.web_host}:{settings.web_port}/ "
           f"(metrics /metrics, health /health)", flush=True)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, override_logging=True)

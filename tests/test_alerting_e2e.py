@@ -1,0 +1,69 @@
+"""A bad-buzz storm through the real worker: alerts on the topic, one e-mail and one SMS per recipient.
+
+Real parts only: the embedded broker, a ``badbuzz worker`` process, an SMTP server and a
+Twilio-API server on loopback driven by the real twilio SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import orjson
+import pytest
+
+from stream_app.kafkaio import consume_topic, produce_messages
+from stream_app.simulator import Scenario
+
+pytestmark = pytest.mark.integration
+EMAIL, PHONE = "comms@example.com", "+33612345678"
+
+
+def storm_traffic(now: float, seed: int = 11) -> list[tuple[bytes, bytes]]:
+    sc = Scenario(seed=seed)
+    msgs = [t for t in sc.history(now - 180, minutes=30, per_minute=24)]
+    msgs += [sc.storm_tweet(now - 170 + i * 0.5) for i in range(320)]
+    return [(t["brand"].encode(), orjson.dumps({k: v for k, v in t.items() if k != "storm"})) for t in msgs]
+
+
+async def read_all(url: str, topic: str, idle: float) -> list[dict]:
+    return [orjson.loads(r.value) async for r in consume_topic(url, topic, timeout=idle, from_beginning=True)]
+
+
+def test_storm_raises_alerts_and_notifies_once(broker, start_worker, smtp_server, twilio_server):
+    env = smtp_server.env() | twilio_server.env() | {"BADBUZZ_ALERT_EMAILS": EMAIL, "BADBUZZ_ALERT_PHONES": PHONE}
+    w = start_worker("storm", **env)
+    msgs = storm_traffic(time.time())
+    asyncio.run(produce_messages(broker.url, w.env["BADBUZZ_TOPIC_TWEETS"], msgs))
+
+    deadline = time.monotonic() + 90
+    alerts: list[dict] = []
+    while time.monotonic() < deadline:
+        alerts = asyncio.run(read_all(broker.url, w.env["BADBUZZ_TOPIC_ALERTS"], idle=2))
+        if {"negative_spike", "incident_spike"} <= {a["rule"] for a in alerts} and twilio_server.messages:
+            break
+        time.sleep(2)
+    rules = {(a["rule"], a["brand"], a["subject"]) for a in alerts}
+    assert ("negative_spike", "airparadis", "negative") in rules, rules
+    assert ("incident_spike", "airparadis", "baggage") in rules, rules
+    assert all(a["brand"] == "airparadis" for a in alerts if a["rule"] != "critical_claim"), "calm brands stay quiet"
+    spike = next(a for a in alerts if a["rule"] == "negative_spike")
+    assert spike["observed"] > spike["threshold"] >= 10 and spike["baseline"] is not None
+    assert 1 <= len(spike["samples"]) <= 3 and all("lost" in s["text"].lower() or "bag" in s["text"].lower()
+                                                     or "luggage" in s["text"].lower() for s in spike["samples"])
+    assert spike["dashboard_url"].startswith("http")
+
+    mails = smtp_server.wait_for(1, timeout=30)
+    assert mails and all(m.message["To"] == EMAIL for m in mails)
+    assert any("airparadis" in m.subject for m in mails)
+    sms = twilio_server.messages
+    critical = [a for a in alerts if a["severity"] == "critical"]
+    assert len(sms) == len({a["id"] for a in critical}) >= 1, "one SMS per critical alert"
+    assert all(s.to == PHONE and len(s.body) <= 320 for s in sms)
+
+    ids = Counter(a["id"] for a in alerts)
+    assert max(ids.values()) == 1, "no alert is published twice"
+    text = w.get("/metrics").decode()
+    assert 'badbuzz_alerts_total{rule="negative_spike"' in text
+    assert 'badbuzz_notifications_total{channel="email",outcome="delivered"}' in text
