@@ -10,19 +10,19 @@ import base64
 import hashlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import orjson
-from prometheus_client import generate_latest
 
 from . import metrics
 from .config import Settings
 from .enrich import Enricher, now_iso
 from .parsing import InvalidTweet, parse_tweet
+from .web.views import wire_web
 
 log = logging.getLogger("badbuzz")
 
@@ -71,6 +71,24 @@ class Pipeline:
     tables: dict[str, Any] = field(default_factory=dict)
     brands: set[str] = field(default_factory=set)
     recent: OrderedDict[str, tuple[str | None, str, str]] = field(default_factory=OrderedDict)
+    negatives: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+    latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
+    alert_rules: Any = None
+
+    def update_lag(self) -> None:
+        """Input-topic lag per assigned partition: highwater minus committed offset."""
+        consumer = self.app.consumer if self.app.producer is not None else None
+        if consumer is None:
+            return
+        try:
+            assigned = [tp for tp in consumer.assignment() if tp.topic == self.settings.topics.tweets]
+            for tp in assigned:
+                high = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)  # faust keeps no public accessor
+                if high is not None:
+                    metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - (committed or 0)))
+        except Exception:  # noqa: BLE001 - metrics must never break a scrape
+            log.debug("lag metric unavailable", exc_info=True)
 
     def ready(self) -> dict[str, bool]:
         consumer = self.app.consumer if self.app.producer is not None else None
@@ -80,6 +98,14 @@ class Pipeline:
             assigned = False
         return {"model_loaded": self.enricher is not None, "assignment": assigned,
                 "broker": bool(self.app.producer and self.app.producer.started)}
+
+
+def _negative_row(ev: dict[str, Any]) -> dict[str, Any]:
+    author = ev.get("author") or {}
+    return {"id": ev["id"], "brand": ev.get("brand"), "text": ev["text"], "created_at": ev["created_at"],
+            "label": ev["sentiment"]["label"], "p_negative": ev["sentiment"]["probs"]["negative"],
+            "urgency": ev["urgency"], "incident": ev["incident"], "author": author.get("handle"),
+            "followers": author.get("followers")}
 
 
 def ticks_topic(settings: Settings) -> str:
@@ -119,8 +145,9 @@ def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, 
     if alert_config is not None:
         from .alerting.agents import wire_alerting
 
+        pipe.alert_rules = alert_config.rules
         wire_alerting(pipe, alert_config, dispatcher)
-    _wire_web(pipe)
+    wire_web(pipe)
     return pipe
 
 
@@ -165,6 +192,8 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 recent[ev["id"]] = (brand, ev["sentiment"]["label"], ev["text"])
                 if len(recent) > RECENT_PREDICTIONS:
                     recent.popitem(last=False)
+                if ev["sentiment"]["label"] == "negative":
+                    pipe.negatives.append(_negative_row(ev))
                 await out_topic.send(key=(brand or "").encode(), value=orjson.dumps(ev))
                 metrics.SENTIMENT.labels(brand or "", ev["sentiment"]["label"]).inc()
                 if ev["incident"]:
@@ -182,20 +211,3 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                            timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None, key=msg.key)
 
     pipe.agents["enrich"] = enrich
-
-
-def _wire_web(pipe: Pipeline) -> None:
-    app = pipe.app
-
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "uptime_s": round(time.time() - pipe.started_at, 1)})
-
-    @app.page("/ready")
-    async def ready(web: Any, request: Any) -> Any:
-        checks = pipe.ready()
-        return web.json({"ready": all(checks.values()), "checks": checks}, status=200 if all(checks.values()) else 503)
-
-    @app.page("/metrics")
-    async def prometheus(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.REGISTRY), content_type="text/plain; version=0.0.4")

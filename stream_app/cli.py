@@ -31,6 +31,17 @@ def _settings() -> Settings:
         raise ConfigError(str(exc)) from None
 
 
+def _worker_settings() -> Settings:
+    """Settings for commands that open the web server: off loopback, a token is mandatory."""
+    from .web.views import is_loopback
+
+    settings = _settings()
+    if not is_loopback(settings.web_host) and not settings.api_token:
+        raise ConfigError(f"BADBUZZ_WEB_HOST={settings.web_host} is not loopback: set BADBUZZ_API_TOKEN "
+                          "(the feedback endpoint and dashboard require it)")
+    return settings
+
+
 def _enricher(settings: Settings):
     from .enrich import load_enricher
 
@@ -71,7 +82,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from .broker import broker_for
 
-    settings = _settings()
+    settings = _worker_settings()
     enricher = _enricher(settings)
     alerting = _alerting(settings)
     with broker_for(settings.broker) as url:
@@ -163,7 +174,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(_settings(), duration=args.duration, rate=args.rate, seed=args.seed)
+    return run_demo(_worker_settings(), duration=args.duration, rate=args.rate, seed=args.seed)
 
 
 # -- model / rules / feedback ---------------------------------------------------------------------

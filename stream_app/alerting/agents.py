@@ -151,6 +151,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             except Exception as exc:  # noqa: BLE001 - a foreign message on the alerts topic
                 log.warning("notify: skipping malformed alert: %s", exc)
                 continue
+            pipe.latest_alerts.append(data)
             done = set(deliveries.get(alert.id) or ())
             routes = policy.config.routing.for_severity(alert.severity)
             wanted = data.get("channels")

@@ -1,0 +1,1 @@
+"""The worker's web endpoints: metrics, health, feedback and the live dashboard."""
