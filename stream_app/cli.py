@@ -194,7 +194,7 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:
-    from .feedback import export_feedback
+    from .feedback_export import export_feedback
 
     settings = _settings()
     n = export_feedback(_need_broker(settings), settings, args.output, timeout=args.timeout)

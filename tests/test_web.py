@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -39,7 +42,7 @@ def test_feedback_validation_is_strict():
             validate_feedback(bad, recent)
 
 
-def test_endpoints_and_feedback_loop(broker, start_worker):
+def test_endpoints_and_feedback_loop(broker, start_worker, tmp_path):
     w = start_worker("web")
     assert json.loads(w.get("/health"))["status"] == "ok"
     assert json.loads(w.get("/ready"))["ready"] is True
@@ -76,6 +79,14 @@ def test_endpoints_and_feedback_loop(broker, start_worker):
     async def alerts():
         return [orjson.loads(r.value) async for r in
                 consume_topic(broker.url, w.env["BADBUZZ_TOPIC_ALERTS"], limit=1, timeout=20)]
+
+    out = tmp_path / "feedback.csv"
+    res = subprocess.run([sys.executable, "-m", "stream_app.cli", "feedback", "export", "-o", str(out)],
+                         env=w.env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert {r["tweet_id"] for r in rows} == {"w0", "w1", "w2"}
+    assert all(r["correct_label"] == "neutral" and "bag is lost" in r["text"] for r in rows)
 
     found = asyncio.run(alerts())
     assert found and found[0]["rule"] == "misclassification" and found[0]["observed"] >= 3
