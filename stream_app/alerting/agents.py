@@ -62,13 +62,21 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 out[b] = v
         return out
 
-    def bump(brand: str, bucket: int, update) -> None:
-        key = table_key(brand, bucket)
-        current = counts.get(key)
-        if current is None:  # a new bucket: drop the ones that just left the horizon
-            for old in range(bucket - horizon - 10, bucket - horizon + 1):
-                counts.pop(table_key(brand, old), None)
-        counts[key] = update(WindowCounts.from_dict(current)).to_dict()
+    def working(pending: dict[tuple[str, int], WindowCounts], brand: str, bucket: int) -> WindowCounts:
+        """The batch's working copy of one bucket: read once, written once per micro-batch."""
+        w = pending.get((brand, bucket))
+        if w is None:
+            w = pending[(brand, bucket)] = WindowCounts.from_dict(counts.get(table_key(brand, bucket)))
+        return w
+
+    def write_back(pending: dict[tuple[str, int], WindowCounts], source_event: dict[str, Any]) -> None:
+        for (brand, bucket), w in pending.items():
+            _as_current(source_event[brand])
+            key = table_key(brand, bucket)
+            if key not in counts:  # a new bucket: drop the ones that just left the horizon
+                for old in range(bucket - horizon - 10, bucket - horizon + 1):
+                    counts.pop(table_key(brand, old), None)
+            counts[key] = w.to_dict()
 
     async def decide(candidates, brand: str) -> None:
         now = time.time()
@@ -91,6 +99,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             latest: dict[str, int] = {}
             source_event: dict[str, Any] = {}
             claims: list[tuple[str, dict]] = []
+            pending: dict[tuple[str, int], WindowCounts] = {}
             for ev in events:
                 # Table writes go to the changelog partition of the current event; take_events
                 # does not set it, so do it here (a brand always comes from one partition).
@@ -104,7 +113,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 if topic == s.topics.enriched:
                     brand = data.get("brand") or "-"
                     bucket = rules.buckets.bucket_of(data["event_time_ms"] / 1000)
-                    bump(brand, bucket, lambda w, d=data: w.add_tweet(d))
+                    working(pending, brand, bucket).add_tweet(data)
                     if data.get("is_claim") and data.get("urgency") == "critical":
                         claims.append((brand, data))
                 elif topic == s.topics.feedback:
@@ -114,7 +123,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                     if kind != "misclassification":
                         continue
                     bucket = rules.buckets.bucket_of(to_epoch(data.get("at") or time.time()))
-                    bump(brand, bucket, lambda w: w.add_misclassification())
+                    working(pending, brand, bucket).add_misclassification()
                 else:  # tick: evaluate at wall-clock time and flush digests that are due
                     brand = data["brand"]
                     bucket = rules.buckets.bucket_of(time.time())
@@ -122,6 +131,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 brands.add(brand)
                 source_event[brand] = ev
                 latest[brand] = max(bucket, latest.get(brand, bucket))
+            write_back(pending, source_event)
             for brand, bucket in latest.items():
                 _as_current(source_event[brand])
                 await decide(evaluate(rules, brand, bucket, history(brand, bucket)), brand)

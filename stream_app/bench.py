@@ -1,0 +1,255 @@
+"""``badbuzz bench``: throughput, latency, memory, duplicate bursts and scale-out, in one run.
+
+Every figure is measured on this machine in the same run, so the ratios to the model limit are
+meaningful even on a noisy shared host. Traffic comes from the scenario simulator; each text is
+made unique (a short random tail) unless a run asks for duplicates on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .broker import EmbeddedBroker, free_port
+from .config import Settings
+from .kafkaio import consume_topic, produce_messages
+from .simulator import Scenario
+
+WORDS = ("today again now please seriously guys why ok still thanks flight bag app wifi seat team "
+         "gate crew phone box fibre bill order refund hours week morning tonight").split()
+
+
+def make_tweets(n: int, *, seed: int = 1, duplicate_share: float = 0.0) -> list[dict[str, Any]]:
+    """``n`` scenario tweets (chatter and storm); ``duplicate_share`` of them repeat an earlier text."""
+    sc = Scenario(seed=seed)
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    t0 = time.time() - 600
+    for i in range(n):
+        if out and rng.random() < duplicate_share:
+            src = rng.choice(out)
+            text = src["text"] if rng.random() < 0.5 else f"RT @{src['author']['handle']}: {src['text']}"
+            tweet = {**src, "id": f"b{seed}-{i}", "text": text, "is_retweet": text.startswith("RT ")}
+        else:
+            base = sc.storm_tweet(t0 + i * 0.01) if i % 3 == 0 else sc.chatter(t0 + i * 0.01)
+            tail = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 6)))
+            tweet = {k: v for k, v in base.items() if k != "storm"} | {"id": f"b{seed}-{i}",
+                                                                        "text": f"{base['text']} {tail}"}
+        tweet.pop("created_at", None)
+        out.append(tweet)
+    return out
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+# -- in-process figures -----------------------------------------------------------------------------
+def model_limit(enricher: Any, texts: list[str]) -> float:
+    """Raw onnxruntime throughput on pre-tokenized, length-sorted batches (the ceiling)."""
+    model = enricher.model
+    from .scoring.text import normalize_for_model
+
+    ids = model.encode([normalize_for_model(t) for t in texts])
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    batches = [[ids[i] for i in order[s : s + model.batch_size]] for s in range(0, len(order), model.batch_size)]
+    start = time.perf_counter()
+    for b in batches:
+        model.run_ids(b)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def score_run(enricher: Any, tweets: list[dict[str, Any]], workdir: Path) -> float:
+    from .scoring.batch import score_file
+
+    src = workdir / "bench-in.jsonl"
+    src.write_bytes(b"\n".join(orjson.dumps(t) for t in tweets) + b"\n")
+    enricher.model.cache.__init__(enricher.model.cache.maxsize)  # cold cache: no help from earlier runs
+    stats = score_file(enricher, src, workdir / "bench-out.jsonl", progress=False)
+    return stats["tweets_per_s"]
+
+
+# -- pipeline figures -------------------------------------------------------------------------------
+class Worker:
+    def __init__(self, broker: str, name: str, workdir: Path, threads: int) -> None:
+        self.port = free_port()
+        self.env = os.environ | {
+            "BADBUZZ_BROKER": broker, "BADBUZZ_APP_ID": f"bench-{name}", "BADBUZZ_WEB_PORT": str(self.port),
+            "BADBUZZ_STATE_DIR": str(workdir / f"state-{name}-{self.port}"), "BADBUZZ_ORT_THREADS": str(threads),
+            **{f"BADBUZZ_TOPIC_{k}": f"{name}.{v}" for k, v in
+               {"TWEETS": "tweets", "ENRICHED": "enriched", "FEEDBACK": "feedback", "ALERTS": "alerts",
+                "DLQ": "dlq"}.items()},
+        }  # fmt: skip
+        self.log = open(workdir / f"worker-{name}-{self.port}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", "warning"],
+                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bench worker exited: see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("bench worker not ready")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _drain(url: str, topic: str, n: int, timeout: float) -> list[Any]:
+    return [r async for r in consume_topic(url, topic, limit=n, timeout=timeout, from_beginning=True)]
+
+
+def pipeline_run(url: str, name: str, tweets: list[dict[str, Any]], workdir: Path, *, workers: int = 1,
+                 threads: int = 0, rate: float | None = None) -> dict[str, Any]:
+    """Start ``workers`` workers on fresh topics, push ``tweets`` (as fast as possible, or at ``rate``)
+    and measure until every enriched event is back."""
+    procs = [Worker(url, name, workdir, threads) for _ in range(workers)]
+    try:
+        for p in procs:
+            p.wait_ready()
+        if workers > 1:
+            time.sleep(12)  # let the group settle on its final assignment before timing
+        topic_in, topic_out = procs[0].env["BADBUZZ_TOPIC_TWEETS"], procs[0].env["BADBUZZ_TOPIC_ENRICHED"]
+        msgs = [((t.get("brand") or "").encode(), orjson.dumps(t)) for t in tweets]
+
+        async def run() -> tuple[float, list[Any]]:
+            start = time.time()
+            consumer = asyncio.create_task(_drain(url, topic_out, len(msgs), timeout=60))
+            await produce_messages(url, topic_in, msgs, rate=rate)
+            records = await consumer
+            return start, records
+
+        start, records = asyncio.run(run())
+        if len(records) < len(msgs):
+            raise RuntimeError(f"{name}: only {len(records)}/{len(msgs)} enriched events came back")
+        end_ms = max(r.timestamp for r in records)
+        latencies = sorted(r.timestamp - orjson.loads(r.value)["event_time_ms"] for r in records)
+        q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))]  # noqa: E731
+        return {
+            "tweets_per_s": len(msgs) / (end_ms / 1000 - start),
+            "latency_ms": {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99)},
+            "peak_rss_mb": max(p.peak_rss_mb() for p in procs),
+        }
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def main(args: Any) -> int:
+    from .enrich import load_enricher
+
+    settings = Settings.from_env()
+    repeat = max(1, args.repeat)
+    n = 1200 if args.quick else 3000
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="badbuzz-bench-"))
+    enricher = load_enricher(settings)
+    unique = make_tweets(n, seed=1)
+    burst = make_tweets(n, seed=2, duplicate_share=0.4)
+    texts = [t["text"] for t in unique]
+    runs: dict[str, list[Any]] = {k: [] for k in ("model_limit", "score", "score_2634", "pipeline", "latency",
+                                                  "burst", "rss", "workers_1", "workers_2")}
+    print(f"badbuzz bench: {n} tweets, {repeat} repeats, {os.cpu_count()} cores", flush=True)
+    for i in range(repeat):
+        runs["model_limit"].append(model_limit(enricher, texts))
+        runs["score"].append(score_run(enricher, unique, workdir))
+        t0 = time.perf_counter()
+        score_run(enricher, make_tweets(2634, seed=3), workdir)
+        runs["score_2634"].append(time.perf_counter() - t0)
+        print(f"  run {i + 1}: model {runs['model_limit'][-1]:.0f}/s, score {runs['score'][-1]:.0f}/s, "
+              f"2634 tweets in {runs['score_2634'][-1]:.1f}s", flush=True)
+    with EmbeddedBroker() as broker:
+        for i in range(repeat):
+            sat = pipeline_run(broker.url, f"sat{i}", unique, workdir)
+            runs["pipeline"].append(sat["tweets_per_s"])
+            runs["rss"].append(sat["peak_rss_mb"])
+            lat = pipeline_run(broker.url, f"lat{i}", unique[: n // 2], workdir, rate=0.5 * sat["tweets_per_s"])
+            runs["latency"].append(lat["latency_ms"])
+            runs["burst"].append(pipeline_run(broker.url, f"burst{i}", burst, workdir)["tweets_per_s"])
+            print(f"  run {i + 1}: pipeline {sat['tweets_per_s']:.0f}/s, p99 {lat['latency_ms']['p99']} ms at 50%, "
+                  f"burst {runs['burst'][-1]:.0f}/s, rss {sat['peak_rss_mb']:.0f} MB", flush=True)
+        if not args.quick:
+            for i in range(repeat):
+                one = pipeline_run(broker.url, f"one{i}", unique, workdir, threads=1)
+                runs["workers_1"].append(one["tweets_per_s"])
+                runs["workers_2"].append(pipeline_run(broker.url, f"two{i}", unique, workdir, workers=2,
+                                                      threads=1)["tweets_per_s"])
+                print(f"  scale-out {i + 1}: 1 worker {runs['workers_1'][-1]:.0f}/s, "
+                      f"2 workers {runs['workers_2'][-1]:.0f}/s", flush=True)
+    limit = median(runs["model_limit"])
+    result = {
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "model": enricher.model_info, "tweets_per_run": n, "repeats": repeat,
+        "model_limit_tweets_per_s": limit,
+        "score_tweets_per_s": median(runs["score"]), "score_ratio": median(runs["score"]) / limit,
+        "score_2634_seconds": median(runs["score_2634"]),
+        "pipeline_tweets_per_s": median(runs["pipeline"]), "pipeline_ratio": median(runs["pipeline"]) / limit,
+        "latency_ms_at_50pct": {p: median([r[p] for r in runs["latency"]]) for p in ("p50", "p95", "p99")},
+        "worker_peak_rss_mb": median(runs["rss"]),
+        "burst_tweets_per_s": median(runs["burst"]), "burst_ratio": median(runs["burst"]) / median(runs["pipeline"]),
+        "scaleout": ({"one_worker": median(runs["workers_1"]), "two_workers": median(runs["workers_2"]),
+                      "ratio": median(runs["workers_2"]) / median(runs["workers_1"])} if runs["workers_1"] else None),
+        "raw": runs,
+    }  # fmt: skip
+    (out_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "bench.md").write_text(render_table(result))
+    print(render_table(result))
+    return 0
+
+
+def render_table(r: dict[str, Any]) -> str:
+    lim = r["model_limit_tweets_per_s"]
+    lat = r["latency_ms_at_50pct"]
+    rows = [
+        ("model limit (onnxruntime, pre-tokenized)", f"{lim:.0f} tweets/s", "1.00"),
+        ("`badbuzz score`", f"{r['score_tweets_per_s']:.0f} tweets/s", f"{r['score_ratio']:.2f}"),
+        ("`badbuzz score`, 2,634 tweets", f"{r['score_2634_seconds']:.1f} s", ""),
+        ("pipeline at saturation (broker, alerting on)", f"{r['pipeline_tweets_per_s']:.0f} tweets/s",
+         f"{r['pipeline_ratio']:.2f}"),
+        ("latency at 50% load p50 / p95 / p99", f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f} ms", ""),
+        ("worker peak RSS", f"{r['worker_peak_rss_mb']:.0f} MB", ""),
+        ("burst, 40% duplicates", f"{r['burst_tweets_per_s']:.0f} tweets/s", f"{r['burst_ratio']:.2f} x no-dup"),
+    ]
+    if r.get("scaleout"):
+        s = r["scaleout"]
+        rows.append(("1 vs 2 workers, 4 partitions (1 ORT thread each)",
+                     f"{s['one_worker']:.0f} vs {s['two_workers']:.0f} tweets/s", f"{s['ratio']:.2f} x"))
+    out = [f"badbuzz bench: {r['machine']['cores']} cores, {r['tweets_per_run']} tweets per run, medians of "
+           f"{r['repeats']} runs, model {r['model']['name']} {r['model']['version']}", "",
+           "| measure | value | ratio |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(out) + "\n"
+
+
+
