@@ -71,6 +71,8 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
 
     def write_back(pending: dict[tuple[str, int], WindowCounts], source_event: dict[str, Any]) -> None:
         for (brand, bucket), w in pending.items():
+            if brand not in source_event:  # only replayed events of this brand in the batch: nothing new
+                continue
             _as_current(source_event[brand])
             key = table_key(brand, bucket)
             if key not in counts:  # a new bucket: drop the ones that just left the horizon
@@ -113,7 +115,12 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 if topic == s.topics.enriched:
                     brand = data.get("brand") or "-"
                     bucket = rules.buckets.bucket_of(data["event_time_ms"] / 1000)
-                    working(pending, brand, bucket).add_tweet(data)
+                    w = working(pending, brand, bucket)
+                    source = f"{topic}/{ev.message.partition}"
+                    if w.already_applied(source, ev.message.offset):
+                        continue  # replayed after a crash: already counted in the changelog
+                    w.add_tweet(data)
+                    w.mark_applied(source, ev.message.offset)
                     if data.get("is_claim") and data.get("urgency") == "critical":
                         claims.append((brand, data))
                 elif topic == s.topics.feedback:
@@ -123,7 +130,12 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                     if kind != "misclassification":
                         continue
                     bucket = rules.buckets.bucket_of(to_epoch(data.get("at") or time.time()))
-                    working(pending, brand, bucket).add_misclassification()
+                    w = working(pending, brand, bucket)
+                    source = f"{topic}/{ev.message.partition}"
+                    if w.already_applied(source, ev.message.offset):
+                        continue
+                    w.add_misclassification()
+                    w.mark_applied(source, ev.message.offset)
                 else:  # tick: evaluate at wall-clock time and flush digests that are due
                     brand = data["brand"]
                     bucket = rules.buckets.bucket_of(time.time())

@@ -137,6 +137,15 @@ class WindowCounts:
     incidents: dict[str, int] = field(default_factory=dict)
     misclassified: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)  # best few, see sample_from_tweet
+    # Highest source offset counted, per "topic/partition": a replay after a crash (offsets not yet
+    # committed, counts already in the changelog) is recognised and not counted twice.
+    applied: dict[str, int] = field(default_factory=dict)
+
+    def already_applied(self, source: str, offset: int) -> bool:
+        return offset <= self.applied.get(source, -1)
+
+    def mark_applied(self, source: str, offset: int) -> None:
+        self.applied[source] = max(offset, self.applied.get(source, -1))
 
     def add_tweet(self, tweet: Mapping[str, Any], *, keep_samples: int = MAX_SAMPLES_PER_BUCKET) -> WindowCounts:
         """Count one enriched tweet (in place; returns self so a table value can be rebound)."""
@@ -188,6 +197,7 @@ class WindowCounts:
             "incidents": dict(self.incidents),
             "misclassified": self.misclassified,
             "samples": [dict(s) for s in self.samples],
+            "applied": dict(self.applied),
         }
 
     @classmethod
@@ -203,6 +213,7 @@ class WindowCounts:
             incidents={str(k): int(v) for k, v in (data.get("incidents") or {}).items()},
             misclassified=int(data.get("misclassified", 0)),
             samples=[dict(s) for s in data.get("samples") or []],
+            applied={str(k): int(v) for k, v in (data.get("applied") or {}).items()},
         )
 
 
