@@ -9,6 +9,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import socket
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ import faust
 import orjson
 
 from . import metrics
+from .broker import bootstrap
 from .config import Settings
 from .enrich import Enricher, now_iso
 from .parsing import InvalidTweet, parse_tweet
@@ -94,10 +96,22 @@ class Pipeline:
         consumer = self.app.consumer if self.app.producer is not None else None
         try:
             assigned = bool(consumer and consumer.assignment())
-        except Exception:
+        except Exception:  # noqa: BLE001 - not started yet
             assigned = False
-        return {"model_loaded": self.enricher is not None, "assignment": assigned,
-                "broker": bool(self.app.producer and self.app.producer.started)}
+        return {"model_loaded": self.enricher is not None, "broker_reachable": broker_reachable(self.settings.broker),
+                "assignment": assigned}
+
+
+def broker_reachable(url: str | None, timeout: float = 0.5) -> bool:
+    """A TCP connection to one of the bootstrap servers opens (the cheapest honest reachability probe)."""
+    for hostport in bootstrap(url or "").split(","):
+        host, _, port = hostport.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _negative_row(ev: dict[str, Any]) -> dict[str, Any]:
