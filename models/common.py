@@ -53,10 +53,15 @@ def training_mix(s140_rows: int, seed: int) -> list[tuple[str, int]]:
     mix = [(r["text"], LABEL_ID[r["label"]]) for r in read_csv(data / "tweeteval_sentiment_train.csv")]
     mix += [(r["text"], LABEL_ID[r["airline_sentiment"]]) for r in airline_rows("train")]
     if s140_rows:
-        s140 = [(r["text"], LABEL_ID[r["label"]]) for r in read_csv(data / "sentiment140_train_100k.csv")]
-        random.Random(seed).shuffle(s140)
-        mix += s140[:s140_rows]
+        mix += sentiment140_shuffled(seed)[:s140_rows]
     return [(normalize_for_model(t), y) for t, y in mix]
+
+
+def sentiment140_shuffled(seed: int) -> list[tuple[str, int]]:
+    """Sentiment140 in a seeded order: training takes a prefix, evaluation rows after it."""
+    rows = [(r["text"], LABEL_ID[r["label"]]) for r in read_csv(data_dir() / "sentiment140_train_100k.csv")]
+    random.Random(seed).shuffle(rows)
+    return rows
 
 
 def eval_sets() -> dict[str, list[tuple[str, int]]]:

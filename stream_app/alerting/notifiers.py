@@ -334,7 +334,7 @@ class SmtpSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings:
         env = os.environ if env is None else env
-        port_s = (env.get("BADBUZZ_SMTP_PORT") or "1025")
+        port_s = env.get("BADBUZZ_SMTP_PORT") or "1025"
         try:
             port = int(port_s)
             if not 0 < port < 65536:
