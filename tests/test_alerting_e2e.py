@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections import Counter
 
 import orjson
 import pytest
 
 from stream_app.kafkaio import consume_topic, produce_messages
+from stream_app.metrics import REGISTRY
 from stream_app.simulator import Scenario
 
 pytestmark = pytest.mark.integration
@@ -34,7 +36,7 @@ async def read_all(url: str, topic: str, idle: float) -> list[dict]:
 def test_storm_raises_alerts_and_notifies_once(broker, start_worker, smtp_server, twilio_server):
     env = smtp_server.env() | twilio_server.env() | {"BADBUZZ_ALERT_EMAILS": EMAIL, "BADBUZZ_ALERT_PHONES": PHONE}
     w = start_worker("storm", **env)
-    msgs = storm_traffic(time.time())
+    msgs = storm_traffic(time.time()) + [(None, b"{broken"), (None, b'{"id": "x", "text": ""}')]
     asyncio.run(produce_messages(broker.url, w.env["BADBUZZ_TOPIC_TWEETS"], msgs))
 
     deadline = time.monotonic() + 90
@@ -64,6 +66,16 @@ def test_storm_raises_alerts_and_notifies_once(broker, start_worker, smtp_server
 
     ids = Counter(a["id"] for a in alerts)
     assert max(ids.values()) == 1, "no alert is published twice"
+
+    req = urllib.request.Request(f"{w.url}/feedback", method="POST", data=orjson.dumps(
+        {"tweet_id": spike["samples"][0]["id"], "correct_label": "neutral", "reporter": "test"}))
+    assert urllib.request.urlopen(req, timeout=5).status == 202
+    time.sleep(2)
     text = w.get("/metrics").decode()
     assert 'badbuzz_alerts_total{rule="negative_spike"' in text
     assert 'badbuzz_notifications_total{channel="email",outcome="delivered"}' in text
+    assert 'badbuzz_notifications_total{channel="sms",outcome="delivered"}' in text
+    exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    for family in REGISTRY.collect():
+        names = {family.name, f"{family.name}_total", f"{family.name}_count", f"{family.name}_info"}
+        assert names & exported, f"metric {family.name} missing from /metrics after storm traffic"
