@@ -13,11 +13,8 @@ import os
 import platform
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from .broker import EmbeddedBroker, free_port
 from .config import Settings
 from .kafkaio import consume_topic, produce_messages
 from .simulator import Scenario
+from .workerproc import WorkerProcess, isolated_env
 
 WORDS = ("today again now please seriously guys why ok still thanks flight bag app wifi seat team "
          "gate crew phone box fibre bill order refund hours week morning tonight").split()
@@ -83,48 +81,6 @@ def score_run(enricher: Any, tweets: list[dict[str, Any]], workdir: Path) -> flo
 
 
 # -- pipeline figures -------------------------------------------------------------------------------
-class Worker:
-    def __init__(self, broker: str, name: str, workdir: Path, threads: int) -> None:
-        self.port = free_port()
-        self.env = os.environ | {
-            "BADBUZZ_BROKER": broker, "BADBUZZ_APP_ID": f"bench-{name}", "BADBUZZ_WEB_PORT": str(self.port),
-            "BADBUZZ_STATE_DIR": str(workdir / f"state-{name}-{self.port}"), "BADBUZZ_ORT_THREADS": str(threads),
-            **{f"BADBUZZ_TOPIC_{k}": f"{name}.{v}" for k, v in
-               {"TWEETS": "tweets", "ENRICHED": "enriched", "FEEDBACK": "feedback", "ALERTS": "alerts",
-                "DLQ": "dlq"}.items()},
-        }  # fmt: skip
-        self.log = open(workdir / f"worker-{name}-{self.port}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", "warning"],
-                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bench worker exited: see {self.log.name}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("bench worker not ready")
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 async def _drain(url: str, topic: str, n: int, timeout: float) -> list[Any]:
     return [r async for r in consume_topic(url, topic, limit=n, timeout=timeout, from_beginning=True)]
 
@@ -133,10 +89,14 @@ def pipeline_run(url: str, name: str, tweets: list[dict[str, Any]], workdir: Pat
                  threads: int = 0, rate: float | None = None) -> dict[str, Any]:
     """Start ``workers`` workers on fresh topics, push ``tweets`` (as fast as possible, or at ``rate``)
     and measure until every enriched event is back."""
-    procs = [Worker(url, name, workdir, threads) for _ in range(workers)]
+    procs = []
+    for i in range(workers):
+        env = isolated_env(url, name, workdir / f"state-{name}-{i}", free_port())
+        env["BADBUZZ_ORT_THREADS"] = str(threads)
+        procs.append(WorkerProcess(env, workdir / f"worker-{name}-{i}.log"))
     try:
         for p in procs:
-            p.wait_ready()
+            p.start()
         if workers > 1:
             time.sleep(12)  # let the group settle on its final assignment before timing
         topic_in, topic_out = procs[0].env["BADBUZZ_TOPIC_TWEETS"], procs[0].env["BADBUZZ_TOPIC_ENRICHED"]

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -17,26 +14,10 @@ from .broker import broker_for, ensure_topics
 from .config import Settings
 from .kafkaio import consume_topic, produce_messages
 from .simulator import Scenario
+from .workerproc import WorkerProcess
 
 COLORS = {"negative": "\033[31m", "neutral": "\033[37m", "positive": "\033[32m"}
 RESET = "\033[0m"
-
-
-def start_worker(settings: Settings, url: str, log: Path) -> subprocess.Popen:
-    env = os.environ | {"BADBUZZ_BROKER": url}
-    proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", "warning"], env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"badbuzz: worker exited ({proc.returncode}); see {log}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://{settings.web_host}:{settings.web_port}/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit(f"badbuzz: worker not ready after 90s; see {log}")
 
 
 def line(event: dict) -> str:
@@ -96,7 +77,12 @@ def run_demo(settings: Settings, *, duration: float = 120.0, rate: float = 20.0,
     with broker_for(settings.broker) as url:
         asyncio.run(ensure_topics(url, settings.topics.all(), settings.partitions))
         print(f"-- broker {url}; starting worker (log: {log})", flush=True)
-        worker = start_worker(settings, url, log)
+        worker = WorkerProcess({"BADBUZZ_BROKER": url, "BADBUZZ_WEB_PORT": str(settings.web_port)}, log,
+                               web_host=settings.web_host)
+        try:
+            worker.start()
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"badbuzz: worker did not start ({str(exc).splitlines()[0]}); see {log}") from None
         print(f"-- dashboard: {settings.public_url}   metrics: {settings.public_url}metrics", flush=True)
         try:
             async def main() -> None:
@@ -111,7 +97,5 @@ def run_demo(settings: Settings, *, duration: float = 120.0, rate: float = 20.0,
         except KeyboardInterrupt:
             pass
         finally:
-            worker.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(15)
+            worker.stop()
     return 0

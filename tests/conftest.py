@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +12,7 @@ import pytest
 from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.config import DEFAULT_MODEL_DIR
 from stream_app.datasets import data_dir
+from stream_app.workerproc import WorkerProcess, isolated_env
 
 from .servers import SmtpServer, TwilioServer
 
@@ -50,63 +47,10 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield b
 
 
-class WorkerProcess:
-    """A real ``badbuzz worker`` subprocess with its own app id and topics."""
-
-    def __init__(self, broker_url: str, tmp: Path, name: str, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.env = os.environ | {
-            "BADBUZZ_BROKER": broker_url,
-            "BADBUZZ_APP_ID": f"badbuzz-{name}",
-            "BADBUZZ_TOPIC_TWEETS": f"{name}.tweets",
-            "BADBUZZ_TOPIC_ENRICHED": f"{name}.enriched",
-            "BADBUZZ_TOPIC_FEEDBACK": f"{name}.feedback",
-            "BADBUZZ_TOPIC_ALERTS": f"{name}.alerts",
-            "BADBUZZ_TOPIC_DLQ": f"{name}.dlq",
-            "BADBUZZ_WEB_PORT": str(self.port),
-            "BADBUZZ_STATE_DIR": str(tmp / f"state-{name}"),
-            "BADBUZZ_ORT_THREADS": "1",
-        } | (extra_env or {})
-        self.log = tmp / f"worker-{name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> WorkerProcess:
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", "warning"],
-                                     env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.25)
-        raise TimeoutError(f"worker not ready in {timeout}s: {self.log.read_text()[-2000:]}")
-
-    def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as resp:
-            return resp.read()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+def worker_process(broker_url: str, tmp: Path, name: str, extra_env: dict[str, str] | None = None) -> WorkerProcess:
+    """A real ``badbuzz worker`` with its own app id, topics and web port (one ORT thread: tests share cores)."""
+    env = isolated_env(broker_url, name, tmp / f"state-{name}", free_port()) | {"BADBUZZ_ORT_THREADS": "1"}
+    return WorkerProcess(env | (extra_env or {}), tmp / f"worker-{name}.log")
 
 
 @pytest.fixture
@@ -114,7 +58,7 @@ def start_worker(broker: EmbeddedBroker, tmp_path: Path):
     workers: list[WorkerProcess] = []
 
     def start(name: str, **env: str) -> WorkerProcess:
-        w = WorkerProcess(broker.url, tmp_path, name, env).start()
+        w = worker_process(broker.url, tmp_path, name, env).start()
         workers.append(w)
         return w
 

@@ -93,7 +93,8 @@ def test_endpoints_and_feedback_loop(broker, start_worker, tmp_path):
     metrics = w.get("/metrics").decode()
     assert 'badbuzz_feedback_total{kind="misclassification"} 3.0' in metrics
     assert "badbuzz_consumer_lag" in metrics and "badbuzz_model_info" in metrics
-    assert b"<canvas" in w.get("/dashboard") or b"<svg" in w.get("/dashboard")
+    page = w.get("/dashboard")
+    assert b"id=\"alerts\"" in page and b"id=\"negative\"" in page and b"api/state" in page
 
 
 def test_token_required_off_loopback(broker, start_worker):

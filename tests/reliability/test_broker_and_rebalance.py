@@ -14,8 +14,9 @@ import pytest
 from stream_app.bench import make_tweets
 from stream_app.broker import EmbeddedBroker
 from stream_app.kafkaio import consume_topic, produce_messages
+from stream_app.workerproc import WorkerProcess
 
-from ..conftest import WorkerProcess
+from ..conftest import worker_process
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ def status(worker: WorkerProcess, path: str) -> int:
 
 def test_worker_survives_broker_outage_and_reports_not_ready(tmp_path):
     broker = EmbeddedBroker().start()
-    worker = WorkerProcess(broker.url, tmp_path, "outage").start()
+    worker = worker_process(broker.url, tmp_path, "outage").start()
     try:
         assert status(worker, "/ready") == 200
         broker.stop()  # memory storage: everything on it is gone too
