@@ -78,7 +78,8 @@ def main() -> None:
     sets["sentiment140_heldout"] = [(normalize_for_model(t), y) for t, y in s140]
     results = {"recipe": "frozen all-MiniLM-L6-v2 mean pooling + linear head (LBFGS)", "train_rows": len(rows)}
     for name, data in sets.items():
-        probs = torch.softmax(head(torch.from_numpy(embed(encoder, tok, [t for t, _ in data]))), -1).numpy()
+        with torch.no_grad():
+            probs = torch.softmax(head(torch.from_numpy(embed(encoder, tok, [t for t, _ in data]))), -1).numpy()
         gold = [LABELS[g] for _, g in data]
         if name.startswith("sentiment140"):
             pred = ["negative" if p[0] >= p[2] else "positive" for p in probs]

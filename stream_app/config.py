@@ -31,8 +31,10 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_API_TOKEN": ("", "bearer token required by /feedback and the dashboard when not bound to loopback"),
     "BADBUZZ_STATE_DIR": (".badbuzz", "Faust data directory (table state)"),
     "BADBUZZ_BATCH_SIZE": ("64", "micro-batch size for scoring"),
-    "BADBUZZ_BATCH_WAIT": ("0.02", "seconds to wait for a micro-batch to fill"),
+    "BADBUZZ_BATCH_WAIT": ("0.005", "seconds to wait for a micro-batch to fill (a full batch goes at once)"),
     "BADBUZZ_ORT_THREADS": ("0", "onnxruntime intra-op threads; 0 = number of cores"),
+    "BADBUZZ_ORT_SPIN": ("0", "1 = onnxruntime threads spin while idle (faster alone, steals CPU from the event loop)"),
+    "BADBUZZ_FETCH_MAX_WAIT_MS": ("50", "longest a consumer fetch waits for data (Faust's own default is 1500)"),
     "BADBUZZ_CACHE_SIZE": ("50000", "LRU cache entries keyed by normalized text"),
     "BADBUZZ_MAX_TEXT": ("4000", "maximum tweet text length in characters"),
     "BADBUZZ_WINDOW_SECONDS": ("60", "tumbling window size of the alerting tables"),
@@ -71,9 +73,10 @@ class Settings:
     api_token: str | None = None
     state_dir: Path = Path(".badbuzz")
     batch_size: int = 64
-    batch_wait: float = 0.02
+    batch_wait: float = 0.005
     ort_threads: int = 0
     cache_size: int = 50_000
+    fetch_max_wait_ms: int = 50
     max_text: int = 4000
     window_seconds: int = 60
     dashboard_url: str = ""
@@ -114,6 +117,7 @@ class Settings:
             batch_wait=float(env("BADBUZZ_BATCH_WAIT")),
             ort_threads=integer("BADBUZZ_ORT_THREADS"),
             cache_size=integer("BADBUZZ_CACHE_SIZE"),
+            fetch_max_wait_ms=integer("BADBUZZ_FETCH_MAX_WAIT_MS"),
             max_text=integer("BADBUZZ_MAX_TEXT"),
             window_seconds=integer("BADBUZZ_WINDOW_SECONDS"),
             dashboard_url=env("BADBUZZ_DASHBOARD_URL"),

@@ -101,6 +101,9 @@ class SentimentModel:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning threads burn the core the event loop needs between batches (see docs/performance.md).
+        spin = os.environ.get("BADBUZZ_ORT_SPIN", "0") or "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin == "1" else "0")
         self.session = ort.InferenceSession(str(paths[model_file]), opts, providers=["CPUExecutionProvider"])
         self.cache = LRUCache(cache_size)
 
