@@ -62,11 +62,13 @@ async def _show(url: str, settings: Settings, duration: float) -> None:
                 print(line(event), flush=True)
 
     async def alerts() -> None:
+        from .alerting.notifiers import render_sms, render_subject
+        from .alerting.policy import Alert
+
         async for rec in consume_topic(url, settings.topics.alerts, timeout=duration + 30, from_beginning=True):
-            a = orjson.loads(rec.value)
-            print(f"\n\033[1;41m ALERT {a['severity'].upper()} \033[0m {a['rule']} brand={a['brand']} "
-                  f"subject={a.get('subject')} observed={a['observed']} baseline={a.get('baseline')} "
-                  f"threshold={a['threshold']}\n", flush=True)
+            alert = Alert.from_dict(orjson.loads(rec.value))
+            print(f"\n=== ALERT {alert.severity.upper()} — as it would be sent ===\n"
+                  f"e-mail subject: {render_subject(alert)}\nSMS: {render_sms(alert)}\n", flush=True)
 
     await asyncio.gather(enriched(), alerts())
 

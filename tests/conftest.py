@@ -50,7 +50,13 @@ def broker() -> Iterator[EmbeddedBroker]:
 def worker_process(broker_url: str, tmp: Path, name: str, extra_env: dict[str, str] | None = None) -> WorkerProcess:
     """A real ``badbuzz worker`` with its own app id, topics and web port (one ORT thread: tests share cores)."""
     env = isolated_env(broker_url, name, tmp / f"state-{name}", free_port()) | {"BADBUZZ_ORT_THREADS": "1"}
-    return WorkerProcess(env | (extra_env or {}), tmp / f"worker-{name}.log")
+    log = tmp / f"worker-{name}.log"
+    n = 1
+    while log.exists():  # a restarted worker keeps its predecessor's log
+        n += 1
+        log = tmp / f"worker-{name}-{n}.log"
+    log.touch()
+    return WorkerProcess(env | (extra_env or {}), log)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from collections import Counter
 import orjson
 import pytest
 
+from stream_app.alerting.windows import to_epoch
 from stream_app.kafkaio import consume_topic, produce_messages
 from stream_app.metrics import REGISTRY
 from stream_app.simulator import Scenario
@@ -50,6 +51,10 @@ def test_storm_raises_alerts_and_notifies_once(broker, start_worker, smtp_server
     assert ("negative_spike", "airparadis", "negative") in rules, rules
     assert ("incident_spike", "airparadis", "baggage") in rules, rules
     assert all(a["brand"] == "airparadis" for a in alerts if a["rule"] != "critical_claim"), "calm brands stay quiet"
+    spikes = Counter(a["severity"] for a in alerts if a["rule"] == "negative_spike")
+    assert max(spikes.values()) == 1, f"one negative_spike per severity (warning, then one escalation): {spikes}"
+    calm_end = time.time() - 180  # the storm starts 170 s before "now"; the 30 minutes before it are calm
+    assert all(to_epoch(a["window_end"]) > calm_end for a in alerts), "no alert during the calm chatter"
     spike = next(a for a in alerts if a["rule"] == "negative_spike")
     assert spike["observed"] > spike["threshold"] >= 10 and spike["baseline"] is not None
     assert 1 <= len(spike["samples"]) <= 3 and all("lost" in s["text"].lower() or "bag" in s["text"].lower()
