@@ -98,7 +98,10 @@ def test_dashboard_updates_live_and_posts_feedback(browser, broker, start_worker
     assert not browser.find_elements("css selector", "#xss, #negative img, #negative b, #negative script")
     assert browser.execute_script("return window.__xss") is None
     assert browser.find_element("id", "conn").get_attribute("data-state") == "ok"
-    assert "warming up" in browser.find_element("css selector", 'article[data-brand="airparadis"]').text
+    # the brand card comes from the alerting tables, which trail the enriched topic by a moment
+    card = wait_for("the airparadis card",
+                    lambda: browser.find_elements("css selector", 'article[data-brand="airparadis"]'), timeout=30)
+    assert "warming up" in card[0].text
     browser.save_screenshot(str(tmp_path / "dashboard-warmup.png"))
     points1, tweets1 = wait_for("airparadis chart points", lambda: (c := chart(browser, "airparadis"))[0] > 0 and c,
                                 timeout=10)
