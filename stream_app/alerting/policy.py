@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._schema import Field, check_table, fail, non_negative, str_list
-from .rules import SEVERITIES, Candidate, severity_rank
+from .rules import SEVERITIES, AlertKeys, Candidate, severity_rank
 
 CHANNELS = ("email", "sms", "webhook", "console")
 DEFAULT_DASHBOARD_URL = "http://127.0.0.1:6066/dashboard"
@@ -45,7 +45,7 @@ def now_iso() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(AlertKeys):
     """An alert as published on the ``alerts`` topic (fields = ``events.AlertEvent``)."""
 
     id: str
@@ -62,13 +62,6 @@ class Alert:
     dashboard_url: str = ""
     created_at: str = ""
 
-    @property
-    def group_key(self) -> str:
-        return f"{self.rule}:{self.brand}:{self.subject}"
-
-    @property
-    def dedup_key(self) -> str:
-        return f"{self.rule}:{self.brand}:{self.subject}:{self.window_start}"
 
     @staticmethod
     def make_id(dedup_key: str, severity: str) -> str:

@@ -60,8 +60,26 @@ def severity_rank(severity: str | None) -> int:
     return SEVERITIES.index(severity) + 1 if severity in SEVERITIES else 0
 
 
+class AlertKeys:
+    """Alertmanager-style keys shared by candidates and alerts: group = rule:brand:subject, dedup adds the window."""
+
+    __slots__ = ()
+    rule: str
+    brand: str
+    subject: str | None
+    window_start: str
+
+    @property
+    def group_key(self) -> str:
+        return f"{self.rule}:{self.brand}:{self.subject}"
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.rule}:{self.brand}:{self.subject}:{self.window_start}"
+
+
 @dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(AlertKeys):
     """A rule crossed a threshold; not yet deduplicated or routed."""
 
     rule: str
@@ -75,13 +93,6 @@ class Candidate:
     threshold: float
     samples: tuple[dict[str, Any], ...] = ()
 
-    @property
-    def group_key(self) -> str:
-        return f"{self.rule}:{self.brand}:{self.subject}"
-
-    @property
-    def dedup_key(self) -> str:
-        return f"{self.rule}:{self.brand}:{self.subject}:{self.window_start}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
