@@ -65,6 +65,9 @@ class Table:
 class Meta:
     version: str
     claim_threshold: float = 1.0
+    #: per language: (threshold, claim score per unit of P(negative), per unit of P(positive)); the
+    #: default for a language without its own ``[claim.<lang>]`` is (claim_threshold, 0, 0)
+    claim_by_lang: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     urgency: dict[str, float] = field(default_factory=dict)
     reach_tiers: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     model_weight: float = 0.5
@@ -180,6 +183,8 @@ RULE_FIELDS = {
     "negatable", "negations", "note",
 }
 TABLE_FIELDS = {"lang", "pack", "description", "incidents", "fallback_incident", "negations", "negation_window", "rule"}
+#: a ``<pack>.<part>.toml`` file (e.g. generated cues) only adds rules to its pack
+PART_FIELDS = {"lang", "pack", "description", "rule"}
 
 
 def _norm_term(term: str) -> str:
@@ -265,15 +270,16 @@ def parse_rule(path: Path, where: str, raw: Any, lang: str) -> Rule:
 
 def parse_table(path: Path) -> Table:
     data = _read_toml(path)
-    _check_keys(path, "", data, TABLE_FIELDS, {"lang", "pack", "rule"})
+    part = "." in path.stem
+    _check_keys(path, "", data, PART_FIELDS if part else TABLE_FIELDS, {"lang", "pack", "rule"})
     lang = _typed(path, "lang", data["lang"], str, "a string")
     if lang not in LANGS:
         raise _err(path, "lang", f"unknown language {lang!r} (one of {', '.join(LANGS)})")
     if lang != path.parent.name:
         raise _err(path, "lang", f"{lang!r} does not match folder {path.parent.name!r}")
     pack = _typed(path, "pack", data["pack"], str, "a string")
-    if pack != path.stem:
-        raise _err(path, "pack", f"{pack!r} does not match file name {path.stem!r}")
+    if pack != path.stem.split(".")[0]:
+        raise _err(path, "pack", f"{pack!r} does not match file name {path.name!r}")
     if "description" in data:
         _typed(path, "description", data["description"], str, "a string")
     incidents = _str_list(path, "incidents", data.get("incidents", []))
@@ -305,8 +311,18 @@ def parse_meta(path: Path) -> Meta:
     if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.\-+]{0,40}", version):
         raise _err(path, "version", f"bad version {version!r}")
     claim = _typed(path, "claim", data.get("claim", {}), dict, "a table")
-    _check_keys(path, "claim", claim, {"threshold"}, set())
+    _check_keys(path, "claim", claim, {"threshold", *LANGS}, set())
     threshold = float(_typed(path, "claim.threshold", claim.get("threshold", 1.0), (int, float), "a number"))
+    by_lang: dict[str, tuple[float, float, float]] = {}
+    for lang in LANGS:
+        if lang not in claim:
+            continue
+        sub = _typed(path, f"claim.{lang}", claim[lang], dict, "a table")
+        _check_keys(path, f"claim.{lang}", sub, {"threshold", "negative_sentiment", "positive_sentiment"},
+                    {"threshold"})
+        by_lang[lang] = tuple(  # type: ignore[assignment]
+            float(_typed(path, f"claim.{lang}.{k}", sub.get(k, 0.0), (int, float), "a number"))
+            for k in ("threshold", "negative_sentiment", "positive_sentiment"))
     urg = _typed(path, "urgency", data.get("urgency", {}), dict, "a table")
     _check_keys(path, "urgency", urg, set(URGENCY_KEYS) | {"reach_tiers"}, set())
     urgency = dict(URGENCY_KEYS)
@@ -327,7 +343,7 @@ def parse_meta(path: Path) -> Meta:
     rate = float(_typed(path, "confidence.evidence_rate", conf.get("evidence_rate", 0.7), (int, float), "a number"))
     if rate <= 0:
         raise _err(path, "confidence.evidence_rate", "must be > 0")
-    return Meta(version, threshold, urgency, tuple(sorted(tiers)), mw, rate)
+    return Meta(version, threshold, by_lang, urgency, tuple(sorted(tiers)), mw, rate)
 
 
 def parse_brands(path: Path) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:

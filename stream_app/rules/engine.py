@@ -8,7 +8,7 @@ were vetted by :func:`~stream_app.rules.config.check_regex` (bounded, no nested 
 Confidence (documented in README.md)::
 
     p        = sentiment_probs[sentiment_label]   (0.5 when no probabilities are given)
-    M        = |claim_score - claim_threshold| + incident_score
+    M        = |claim_score - threshold| + incident_score   (threshold of [claim.<lang>] or [claim])
     evidence = 1 - exp(-evidence_rate * M)
     confidence = model_weight * p + (1 - model_weight) * evidence      # in [0, 1]
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config import (
@@ -200,9 +200,16 @@ class RuleEngine:
             folder = root / lang
             if not folder.is_dir():
                 raise RuleConfigError(f"{folder}: missing language folder")
-            for path in sorted(folder.glob("*.toml")):
+            # whole tables first, then the ``<pack>.<part>.toml`` files that add rules to them
+            for path in sorted(folder.glob("*.toml"), key=lambda p: ("." in p.stem, p.name)):
                 table = parse_table(path)
-                tables[(lang, table.pack)] = table
+                if "." not in path.stem:
+                    tables[(lang, table.pack)] = table
+                elif (lang, table.pack) in tables:
+                    main = tables[(lang, table.pack)]
+                    tables[(lang, table.pack)] = replace(main, rules=main.rules + table.rules)
+                else:
+                    raise RuleConfigError(f"{path}: pack: no {table.pack}.toml to add these rules to")
             if (lang, "generic") not in tables:
                 raise RuleConfigError(f"{folder / 'generic.toml'}: missing generic table")
         packs = {pack for _, pack in tables}
@@ -277,7 +284,11 @@ class RuleEngine:
         fired = matcher.match(norm, tokens, elongated)
 
         meta = self.meta
-        claim_score = 0.0
+        probs = sentiment_probs or {}
+        p_neg = _prob(probs, "negative", 1.0 if sentiment_label == "negative" else 0.0)
+        p_pos = _prob(probs, "positive", 1.0 if sentiment_label == "positive" else 0.0)
+        threshold, w_neg, w_pos = meta.claim_by_lang.get(lang, (meta.claim_threshold, 0.0, 0.0))
+        claim_score = w_neg * p_neg + w_pos * p_pos
         topic_scores: dict[str, float] = {}
         intensity = threat = False
         matched: list[str] = []
@@ -291,7 +302,7 @@ class RuleEngine:
                 intensity = True
             elif rule.kind == "threat":
                 threat = True
-        is_claim = claim_score >= meta.claim_threshold
+        is_claim = claim_score >= threshold
 
         order = {t: i for i, t in enumerate(incident_ids)}
         topics = tuple(
@@ -309,9 +320,6 @@ class RuleEngine:
 
         # urgency
         u = meta.urgency
-        probs = sentiment_probs or {}
-        p_neg = _prob(probs, "negative", 1.0 if sentiment_label == "negative" else 0.0)
-        p_pos = _prob(probs, "positive", 1.0 if sentiment_label == "positive" else 0.0)
         score = u["negative_sentiment"] * p_neg + u["positive_sentiment"] * p_pos
         if is_claim:
             score += u["claim"]
@@ -332,7 +340,7 @@ class RuleEngine:
 
         # confidence (see module docstring / README)
         p_model = _prob(probs, sentiment_label, 0.5) if probs else 0.5
-        margin = abs(claim_score - meta.claim_threshold) + max(incident_score, 0.0)
+        margin = abs(claim_score - threshold) + max(incident_score, 0.0)
         evidence = 1.0 - math.exp(-meta.evidence_rate * margin)
         confidence = meta.model_weight * p_model + (1.0 - meta.model_weight) * evidence
         confidence = min(1.0, max(0.0, confidence))

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stream_app import datasets
 
@@ -94,8 +95,9 @@ class Task:
     description: str
     classes: tuple[str, ...]
     rows: Callable[[Path], Iterable[Example]]
-    predict: Callable[[RuleEngine, str], str]
+    predict: Callable[[RuleEngine, str, dict[str, float] | None], str]
     report_extra: tuple[str, ...] = ()
+    sentiment: bool = False  # scored as the pipeline does: rules + the sentiment model's probabilities
 
 
 def _airline_rows(root: Path) -> Iterable[Example]:
@@ -105,7 +107,7 @@ def _airline_rows(root: Path) -> Iterable[Example]:
             yield Example(row["tweet_id"], row["text"], gold)
 
 
-def _airline_predict(engine: RuleEngine, text: str) -> str:
+def _airline_predict(engine: RuleEngine, text: str, probs: dict[str, float] | None) -> str:
     return engine.evaluate(text, lang="en", pack="airline", sentiment_label="negative").incident or NONE
 
 
@@ -114,8 +116,10 @@ def _claim_rows(root: Path) -> Iterable[Example]:
         yield Example(row["tweet_id"], row["text"], "claim" if row["is_complaint"] == "1" else "no_claim")
 
 
-def _claim_predict(engine: RuleEngine, text: str) -> str:
-    return "claim" if engine.evaluate(text, lang="en").is_claim else "no_claim"
+def _claim_predict(engine: RuleEngine, text: str, probs: dict[str, float] | None) -> str:
+    label = max(probs, key=probs.__getitem__) if probs else "neutral"
+    return "claim" if engine.evaluate(text, lang="en", sentiment_label=label, sentiment_probs=probs).is_claim \
+        else "no_claim"
 
 
 def _telecom_rows(root: Path) -> Iterable[Example]:
@@ -129,7 +133,7 @@ def telecom_subject(result: RuleResult) -> str:
     return TELECOM_TOPIC_TO_SUBJECT.get(result.topics[0], "Other")
 
 
-def _telecom_predict(engine: RuleEngine, text: str) -> str:
+def _telecom_predict(engine: RuleEngine, text: str, probs: dict[str, float] | None) -> str:
     return telecom_subject(engine.evaluate(text, lang="en", pack="telecom"))
 
 
@@ -140,7 +144,7 @@ def _fr_rows(root: Path) -> Iterable[Example]:
             yield Example(row["tweet_id"], row["text"], gold)
 
 
-def _fr_predict(engine: RuleEngine, text: str) -> str:
+def _fr_predict(engine: RuleEngine, text: str, probs: dict[str, float] | None) -> str:
     incident = engine.evaluate(text, lang="fr", pack="telecom", sentiment_label="negative").incident
     return FR_INCIDENT_TO_SILVER.get(incident or NONE, NONE)
 
@@ -149,7 +153,7 @@ TASKS = (
     Task("airline_incident", "airline_train.csv", "airline negativereason -> incident (human labels)",
          AIRLINE_CLASSES, _airline_rows, _airline_predict, (NONE,)),
     Task("is_claim", "en_complaints_twitter_2019.csv", "is_complaint -> is_claim (human labels)",
-         ("claim",), _claim_rows, _claim_predict, ("no_claim",)),
+         ("claim",), _claim_rows, _claim_predict, ("no_claim",), sentiment=True),
     Task("telecom_subject", "en_uk_mobile_operators_tweets.csv", "UK operators subject -> telecom topic (human)",
          TELECOM_CLASSES, _telecom_rows, _telecom_predict, ("Other",)),
     Task("fr_incident", "french_free_telecom_tweets.csv",
@@ -180,19 +184,19 @@ def score(task: Task, gold: list[str], pred: list[str]) -> dict[str, object]:
             "accuracy": accuracy, "per_class": per_class}
 
 
-def run_task(engine: RuleEngine, task: Task, root: Path, split: str) -> dict[str, object] | None:
+def run_task(engine: RuleEngine, task: Task, root: Path, split: str, model: Any = None) -> dict[str, object] | None:
+    """Score one task on a split; ``model`` (a SentimentModel) feeds the tasks that use sentiment."""
     path = root / task.file
     if not path.exists():
         return None
-    gold: list[str] = []
-    pred: list[str] = []
-    for ex in task.rows(root):
-        held = datasets.is_heldout(ex.key)
-        if (split == "heldout" and not held) or (split == "dev" and held):
-            continue
-        gold.append(ex.gold)
-        pred.append(task.predict(engine, ex.text))
-    return score(task, gold, pred)
+    rows = [ex for ex in task.rows(root)
+            if split == "all" or datasets.is_heldout(ex.key) == (split == "heldout")]
+    probs: list[dict[str, float] | None] = [None] * len(rows)
+    if task.sentiment and model is not None and rows:
+        matrix = model.probs([ex.text for ex in rows])
+        probs = [dict(zip(model.labels, map(float, row), strict=True)) for row in matrix]
+    pred = [task.predict(engine, ex.text, p) for ex, p in zip(rows, probs, strict=True)]
+    return score(task, [ex.gold for ex in rows], pred)
 
 
 def format_report(task: Task, split: str, res: dict[str, object]) -> str:
@@ -255,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", action="append", choices=[t.name for t in TASKS], help="only these tasks")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
     parser.add_argument("--bench", action="store_true", help="measure the per-tweet rule time instead")
+    parser.add_argument("--no-model", action="store_true",
+                        help="text-only rules: do not feed the sentiment model's probabilities to is_claim")
     args = parser.parse_args(argv)
 
     engine = RuleEngine.load(args.rules_dir)
@@ -271,13 +277,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no labeled data at {root}: nothing to evaluate (skipped)")
         return 0
     splits = ("dev", "heldout") if args.split == "both" else (args.split,)
-    out: dict[str, object] = {"rules_version": engine.version, "data_dir": str(root), "results": {}}
+    model = None
+    if not args.no_model:
+        from stream_app.config import DEFAULT_MODEL_DIR
+        from stream_app.scoring.sentiment import SentimentModel
+
+        model = SentimentModel(DEFAULT_MODEL_DIR, cache_size=0)
+    out: dict[str, object] = {"rules_version": engine.version, "data_dir": str(root), "results": {},
+                              "sentiment_model": model.name if model else None}
     results: dict[str, dict[str, object]] = out["results"]  # type: ignore[assignment]
     for task in TASKS:
         if args.task and task.name not in args.task:
             continue
         for split in splits:
-            res = run_task(engine, task, root, split)
+            res = run_task(engine, task, root, split, model)
             if res is None:
                 print(f"== {task.name}: {task.file} not found in {root} (skipped)")
                 break

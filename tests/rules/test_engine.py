@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ def _copy_tables(tmp_path: Path) -> Path:
 
 # ----------------------------------------------------------------------------------- loading
 def test_load_default(engine: RuleEngine) -> None:
-    assert engine.version == "2026.11.2"
+    with open(DEFAULT_DIR / "meta.toml", "rb") as f:
+        assert engine.version == tomllib.load(f)["version"]
     assert {"generic", "airline", "telecom"} <= set(engine.packs)
 
 
@@ -46,6 +48,62 @@ def test_broken_toml(tmp_path: Path) -> None:
     (root / "en" / "airline.toml").write_text("lang = 'en'\n[[rule]\nid=", encoding="utf-8")
     with pytest.raises(RuleConfigError, match=r"airline\.toml: syntax"):
         RuleEngine.load(root)
+
+
+_PART = 'lang = "en"\npack = "airline"\n[[rule]]\nid = "x.part"\nlabel = "P"\nkind = "topic"\ntopic = "queues"\n' \
+        'weight = 9.0\nkeywords = ["zzqueue"]\n'
+
+
+def test_part_file_adds_rules_to_its_pack(tmp_path: Path) -> None:
+    root = _copy_tables(tmp_path)
+    (root / "en" / "airline.extra.toml").write_text(_PART, encoding="utf-8")
+    res = RuleEngine.load(root).evaluate("@united the zzqueue again", pack="airline", lang="en",
+                                         sentiment_label="negative")
+    assert res.incident == "queues" and "x.part" in res.matched
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "match"),
+    [
+        ("airline.extra.toml", _PART + 'incidents = ["queues"]\n', r"airline\.extra\.toml: .*incidents"),
+        ("shipping.extra.toml", _PART.replace('"airline"', '"shipping"'), r"no shipping\.toml"),
+        ("airline.extra.toml", _PART.replace('"airline"', '"telecom"'), r"'telecom' does not match"),
+    ],
+)
+def test_part_file_errors(tmp_path: Path, name: str, body: str, match: str) -> None:
+    root = _copy_tables(tmp_path)
+    (root / "en" / name).write_text(body, encoding="utf-8")
+    with pytest.raises(RuleConfigError, match=match):
+        RuleEngine.load(root)
+
+
+def test_claim_calibration_is_per_language(tmp_path: Path) -> None:
+    root = _copy_tables(tmp_path)
+    meta = (root / "meta.toml").read_text(encoding="utf-8")
+    start = meta.index("[claim.en]")
+    end = meta.index("[urgency]")
+    (root / "meta.toml").write_text(meta[:start] + "[claim.en]\nthreshold = 1.0\nnegative_sentiment = 2.0\n\n"
+                                    + meta[end:], encoding="utf-8")
+    engine = RuleEngine.load(root)
+    angry = {"negative": 0.95, "neutral": 0.04, "positive": 0.01}
+    calm = {"negative": 0.05, "neutral": 0.9, "positive": 0.05}
+    text = "@acme hello there"
+    assert engine.evaluate(text, lang="en", sentiment_label="negative", sentiment_probs=angry).is_claim
+    assert not engine.evaluate(text, lang="en", sentiment_label="neutral", sentiment_probs=calm).is_claim
+    # French has no [claim.fr]: sentiment does not make a claim there, the [claim] threshold applies
+    assert not engine.evaluate("@free bonjour", lang="fr", sentiment_label="negative", sentiment_probs=angry).is_claim
+
+
+def test_shipped_learned_claim_cues(engine: RuleEngine) -> None:
+    learned = [r for t in engine.tables.values() for r in t.rules if r.id.startswith("en.claim.learned.")]
+    assert learned and all(r.kind == "claim" for r in learned)
+    assert "en" in engine.meta.claim_by_lang
+    angry = {"negative": 0.9, "neutral": 0.08, "positive": 0.02}
+    happy = {"negative": 0.02, "neutral": 0.08, "positive": 0.9}
+    text = "@acmebank I have been waiting 3 weeks for my refund, still nothing"
+    assert engine.evaluate(text, lang="en", sentiment_label="negative", sentiment_probs=angry).is_claim
+    assert not engine.evaluate("@acmebank thank you so much, lovely staff today", lang="en",
+                               sentiment_label="positive", sentiment_probs=happy).is_claim
 
 
 def _write_table(root: Path, body: str) -> None:
@@ -138,7 +196,9 @@ def test_elongation_and_accents_match(engine: RuleEngine) -> None:
 
 # ------------------------------------------------------------------------------------- examples
 def test_english_airline_examples(engine: RuleEngine) -> None:
-    res = engine.evaluate("@united my flight to Denver got cancelled and nobody can rebook me", brand="united")
+    res = engine.evaluate("@united my flight to Denver got cancelled and nobody can rebook me", brand="united",
+                          sentiment_label="negative",
+                          sentiment_probs={"negative": 0.9, "neutral": 0.08, "positive": 0.02})
     assert res.incident == "cancellation" and res.is_claim and res.lang == "en"
     res = engine.evaluate("@delta 3 hours sitting on the tarmac, flight delayed again", brand="delta")
     assert res.incident == "delay"
