@@ -2,8 +2,9 @@
 
     python models/quantize.py --fp32 models/.work/minilm/model.fp32.onnx --out-dir models/.work/minilm/q
 
-Writes one file per variant (plain, per-channel, transformer-optimized + int8, both) so
-`models/evaluate.py` can measure accuracy and speed of each and we keep the best.
+Writes one file per variant (plain, per-channel, transformer-optimized + int8, both, and an 8-bit
+weight-only MatMulNBits variant that keeps activations in fp32) so `models/evaluate.py` can measure
+accuracy and speed of each and we keep the best.
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ def main() -> None:
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         print(f"{out} {out.stat().st_size / 1e6:.1f} MB")
+    out = args.out_dir / "int8.weightonly.onnx"
+    weight_only(args.fp32, out)
+    print(f"{out} {out.stat().st_size / 1e6:.1f} MB")
+
+
+def weight_only(fp32: Path, out: Path) -> Path:
+    """int8 weights in blocks of 32, fp32 activations (MatMulNBits); embeddings stay fp32 (Gather: 4-bit only)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    q = MatMulNBitsQuantizer(str(fp32), bits=8, block_size=32, is_symmetric=True, accuracy_level=0,
+                             op_types_to_quantize=("MatMul",))
+    q.process()
+    q.model.save_model_to_file(str(out), use_external_data_format=False)
+    return out
 
 
 if __name__ == "__main__":
