@@ -20,8 +20,10 @@ import faust
 import orjson
 
 from . import metrics
+from .batching import acked_batches, heal_stalled
 from .broker import bootstrap
 from .config import Settings
+from .consumer_fixes import cap_fetch_wait, never_commit_skipped, redeliver_discarded
 from .enrich import Enricher, now_iso
 from .parsing import InvalidTweet, parse_tweet
 from .web.views import wire_web
@@ -126,29 +128,11 @@ def ticks_topic(settings: Settings) -> str:
     return f"{settings.app_id}-alert-ticks"
 
 
-def cap_fetch_wait(max_wait_ms: int) -> None:
-    """Cap the consumer's fetch long-poll (Faust hard-codes 1.5 s).
-
-    Real Kafka answers a fetch as soon as data arrives, but brokers that hold a fetch for its whole
-    ``fetch_max_wait_ms`` when it starts empty (the embedded Tansu broker does) add up to 1.5 s of
-    latency at low traffic. Capping the wait bounds that; on Kafka it only adds idle fetches.
-    """
-    import aiokafka
-
-    base = getattr(aiokafka.AIOKafkaConsumer, "_badbuzz_base", aiokafka.AIOKafkaConsumer)
-
-    class CappedConsumer(base):  # type: ignore[misc, valid-type]
-        _badbuzz_base = base
-
-        def __init__(self, *args: Any, fetch_max_wait_ms: int = 500, **kwargs: Any) -> None:
-            super().__init__(*args, fetch_max_wait_ms=min(fetch_max_wait_ms, max_wait_ms), **kwargs)
-
-    aiokafka.AIOKafkaConsumer = CappedConsumer
-
-
 def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, dispatcher: Any = None) -> Pipeline:
     """The Faust app with its agents; alerting is wired when an alert config is given."""
     cap_fetch_wait(settings.fetch_max_wait_ms)
+    never_commit_skipped()
+    redeliver_discarded()
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -193,7 +177,7 @@ def _wire_enrichment(pipe: Pipeline) -> None:
     @app.agent(pipe.topics["tweets"], name="enrich")
     async def enrich(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(s.batch_size, within=s.batch_wait):
+        async for events in acked_batches(stream, s.batch_size, s.batch_wait, bootstrap(s.broker)):
             metrics.EVENTS_IN.inc(len(events))
             good: list[tuple[dict[str, Any], Any]] = []
             dead: list[dict[str, Any]] = []
@@ -246,3 +230,7 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                            timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None, key=msg.key)
 
     pipe.agents["enrich"] = enrich
+
+    @app.timer(2.0)
+    async def heal() -> None:
+        await heal_stalled(app)

@@ -9,6 +9,13 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_IN = Counter("badbuzz_events_in_total", "Messages read from the input topic", registry=REGISTRY)
 ENRICHED = Counter("badbuzz_events_enriched_total", "Tweets enriched and published", registry=REGISTRY)
+CONSUMER_REPAIRS = Counter(
+    "badbuzz_consumer_repairs_total",
+    "Events the Faust consumer dropped around a rebalance that were read again (stream_app.batching)",
+    ["kind"], registry=REGISTRY,
+)
+for _kind in ("gap_refilled", "tail_reread"):
+    CONSUMER_REPAIRS.labels(_kind)  # exported at 0 from the start
 DEAD_LETTERED = Counter(
     "badbuzz_events_dead_lettered_total", "Messages sent to the dead-letter topic", ["reason"], registry=REGISTRY
 )

@@ -158,6 +158,7 @@ class _TwilioState:
     auth_token: str
     messages: list[SentSms] = field(default_factory=list)
     requests: int = 0
+    list_requests: int = 0
     script: collections.deque = field(default_factory=collections.deque)
     hang_seconds: float = 5.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -209,17 +210,41 @@ class _TwilioHandler(BaseHTTPRequestHandler):
         if missing:
             return self._error(400, 21604, f"A '{missing[0]}' parameter is required.")
         sid = "SM" + uuid.uuid4().hex
+        sms = SentSms(parts[2], form["To"], form["From"], form["Body"], sid, True)
         with st.lock:
-            st.messages.append(SentSms(parts[2], form["To"], form["From"], form["Body"], sid, True))
-        now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
-        self._json(201, {
-            "account_sid": parts[2], "api_version": "2010-04-01", "body": form["Body"], "date_created": now,
-            "date_sent": None, "date_updated": now, "direction": "outbound-api", "error_code": None,
-            "error_message": None, "from": form["From"], "messaging_service_sid": None, "num_media": "0",
-            "num_segments": "1", "price": None, "price_unit": "USD", "sid": sid, "status": "queued",
-            "subresource_uris": {"media": f"/2010-04-01/Accounts/{parts[2]}/Messages/{sid}/Media.json"},
-            "to": form["To"], "uri": f"/2010-04-01/Accounts/{parts[2]}/Messages/{sid}.json",
-        })
+            st.messages.append(sms)
+        self._json(201, _message_json(sms))
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib hook name
+        """``GET .../Messages.json?To=...&PageSize=n``: the latest messages first, one page."""
+        st = self.state
+        path, _, query = self.path.partition("?")
+        parts = path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "2010-04-01" or parts[1] != "Accounts" or parts[3] != "Messages.json":
+            return self._error(404, 20404, "The requested resource was not found")
+        expected = "Basic " + base64.b64encode(f"{st.account_sid}:{st.auth_token}".encode()).decode()
+        if self.headers.get("Authorization", "") != expected or parts[2] != st.account_sid:
+            return self._error(401, 20003, "Authenticate")
+        args = {k: v[0] for k, v in parse_qs(query).items()}
+        size = int(args.get("PageSize", 50))
+        with st.lock:
+            st.list_requests += 1
+            found = [m for m in reversed(st.messages) if "To" not in args or m.to == args["To"]][:size]
+        self._json(200, {"messages": [_message_json(m) for m in found], "page": 0, "page_size": size, "start": 0,
+                         "end": max(0, len(found) - 1), "uri": self.path, "first_page_uri": self.path,
+                         "next_page_uri": None, "previous_page_uri": None})
+
+
+def _message_json(m: SentSms) -> dict[str, Any]:
+    now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+    return {
+        "account_sid": m.account_sid, "api_version": "2010-04-01", "body": m.body, "date_created": now,
+        "date_sent": None, "date_updated": now, "direction": "outbound-api", "error_code": None,
+        "error_message": None, "from": m.from_, "messaging_service_sid": None, "num_media": "0",
+        "num_segments": "1", "price": None, "price_unit": "USD", "sid": m.sid, "status": "queued",
+        "subresource_uris": {"media": f"/2010-04-01/Accounts/{m.account_sid}/Messages/{m.sid}/Media.json"},
+        "to": m.to, "uri": f"/2010-04-01/Accounts/{m.account_sid}/Messages/{m.sid}.json",
+    }
 
 
 class TwilioServer:

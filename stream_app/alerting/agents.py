@@ -6,6 +6,9 @@ so one worker owns all buckets of a brand. The count table holds tumbling bucket
 once per brand per micro-batch and, via tick messages from a timer, when traffic is quiet.
 Delivery is idempotent per alert id: the ``alert-deliveries`` table remembers which
 ``channel:recipient`` pairs already got an alert, so a replay after a crash sends nothing twice.
+A delivery is first marked as started (``~sms:...``) and the changelog flushed before any provider
+is called; a crash before the confirmation leaves it "uncertain": SMS is then checked against
+Twilio's message list, e-mail is sent again with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import orjson
 from faust.streams import _current_event
 
 from .. import metrics
+from ..batching import acked_batches
+from ..broker import bootstrap
 from .config import AlertConfig
 from .feedback import is_misclassification
 from .notifiers import Dispatcher
@@ -97,14 +102,14 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
 
     @app.agent(source, name="alerting")
     async def alerting(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(256, within=0.05):
+        async for events in acked_batches(stream, 256, 0.05, bootstrap(s.broker)):
             latest: dict[str, int] = {}
             source_event: dict[str, Any] = {}
             claims: list[tuple[str, dict]] = []
             pending: dict[tuple[str, int], WindowCounts] = {}
             for ev in events:
-                # Table writes go to the changelog partition of the current event; take_events
-                # does not set it, so do it here (a brand always comes from one partition).
+                # Table writes go to the changelog partition of the current event; the batch
+                # iterator does not set it, so do it here (a brand always comes from one partition).
                 _as_current(ev)
                 topic = ev.message.topic
                 try:
@@ -174,11 +179,19 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 log.warning("notify: skipping malformed alert: %s", exc)
                 continue
             pipe.latest_alerts.append(data)
-            done = set(deliveries.get(alert.id) or ())
+            # "sms:+33..." = delivered; "~sms:+33..." = started, outcome unknown (a crash came in between)
+            marks = set(deliveries.get(alert.id) or ())
+            done = {m for m in marks if not m.startswith("~")}
+            uncertain = {m[1:] for m in marks if m.startswith("~")} - done
             routes = policy.config.routing.for_severity(alert.severity)
             wanted = data.get("channels")
             channels = {ch: r for ch, r in routes.items() if wanted is None or ch in wanted}
-            results = await dispatcher.deliver(alert, channels=channels, skip=done)
+            todo = {f"{ch}:{r}" for ch, rs in channels.items() for r in rs} - done
+            if todo - uncertain:
+                # write-ahead: the changelog knows a delivery started before any provider is called
+                deliveries[alert.id] = sorted(marks | {"~" + k for k in todo})
+                await app.producer.flush()
+            results = await dispatcher.deliver(alert, channels=channels, skip=done, uncertain=uncertain)
             count_results(results)
             done |= {f"{r.channel}:{r.recipient}" for r in results if r.ok}
             deliveries[alert.id] = sorted(done)

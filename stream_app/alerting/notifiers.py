@@ -463,13 +463,31 @@ class SmsNotifier:
     def send_alert(self, recipient: str, alert: Alert, timeout: float, note: str | None = None) -> None:
         self.send_text(recipient, render_sms(alert, note), timeout)
 
-    def send_text(self, recipient: str, body: str, timeout: float) -> None:
-        import requests
-        from twilio.base.exceptions import TwilioException, TwilioRestException
+    def was_sent(self, recipient: str, alert: Alert, timeout: float, note: str | None = None) -> bool:
+        """Ask Twilio whether this alert's text already went to ``recipient`` (among its 50 latest messages).
+
+        Used only for a delivery whose outcome a crash left unknown, so the SMS is not sent twice.
+        """
+        body = render_sms(alert, note)
+        try:
+            recent = self._client(timeout).messages.list(to=recipient, limit=50)
+        except Exception as exc:  # noqa: BLE001 - unknown stays unknown: the caller sends (at-least-once)
+            log.warning("alert %s: could not list sent SMS: %s", alert.id, _describe(exc))
+            return False
+        return any(m.body == body for m in recent)
+
+    def _client(self, timeout: float):
         from twilio.rest import Client
 
         s = self.settings
-        client = Client(s.account_sid, s.auth_token, http_client=_twilio_http_client(s.base_url, timeout))
+        return Client(s.account_sid, s.auth_token, http_client=_twilio_http_client(s.base_url, timeout))
+
+    def send_text(self, recipient: str, body: str, timeout: float) -> None:
+        import requests
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        s = self.settings
+        client = self._client(timeout)
         try:
             client.messages.create(to=recipient, from_=s.from_number, body=body)
         except TwilioRestException as exc:
@@ -561,17 +579,36 @@ class Dispatcher:
         res.fallback_for = fallback_for
         return res
 
+    async def _reconcile(self, channel: str, recipient: str, alert: Alert) -> DeliveryResult:
+        notifier = self.notifiers.get(channel)
+        check = getattr(notifier, "was_sent", None)
+        if check is not None:
+            timeout = self._policy(channel).attempt_timeout
+            try:
+                sent = await asyncio.wait_for(asyncio.to_thread(check, recipient, alert, timeout), timeout + 1.0)
+            except TimeoutError:
+                sent = False
+            if sent:
+                log.info("alert %s: %s to %s was already sent before the restart", alert.id, channel,
+                         mask_recipient(channel, recipient))
+                return DeliveryResult(channel, recipient, True, 0, None, alert.id, skipped=True)
+        return await self._one(channel, recipient, alert, None, None)
+
     async def deliver(
         self,
         alert: Alert,
         channels: Mapping[str, Sequence[str]] | None = None,
         *,
         skip: Container[str] = (),
+        uncertain: Container[str] = (),
     ) -> list[DeliveryResult]:
         """Deliver ``alert`` to ``channels`` (default: the routing for its severity).
 
         ``skip`` holds ``"channel:recipient"`` keys already delivered for this alert id (e.g. from a
         changelog-backed table after a restart); they are reported with ``skipped=True`` and not re-sent.
+        ``uncertain`` holds keys whose delivery was started but not confirmed before a crash: a channel
+        that can ask its provider (SMS: Twilio's message list) checks first; others send again (the
+        e-mail carries the same Message-ID, so mailboxes keep one copy).
         Permanently failed channels fall back once to the other channel's fallback recipients.
         """
         targets = {ch: list(r) for ch, r in (channels if channels is not None
@@ -582,6 +619,8 @@ class Dispatcher:
             for r in rcpts:
                 if f"{ch}:{r}" in skip:
                     results.append(DeliveryResult(ch, r, True, 0, None, alert.id, skipped=True))
+                elif f"{ch}:{r}" in uncertain:
+                    jobs.append(self._reconcile(ch, r, alert))
                 else:
                     jobs.append(self._one(ch, r, alert, None, None))
         results += await asyncio.gather(*jobs)

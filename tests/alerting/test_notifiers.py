@@ -72,6 +72,23 @@ async def test_delivers_email_and_sms_to_real_servers(smtp_server, twilio_server
     assert results[0].to_dict()["recipient"] in ("j***@example.com", "+33******78")
 
 
+async def test_uncertain_delivery_is_reconciled_with_twilio(smtp_server, twilio_server):
+    """After a crash between 'started' and 'confirmed', the SMS already at Twilio is not sent again."""
+    d = dispatcher(smtp_server.env(), twilio_server.env(), routing=routing(email=()))
+    sent, unsent = make_alert(), make_alert(text="another alert, never sent")
+    await d.deliver(sent)
+    [res] = await d.deliver(sent, uncertain={f"sms:{PHONE}"})
+    assert res.ok and res.skipped and len(twilio_server.messages) == 1 and twilio_server.state.list_requests == 1
+    [res] = await d.deliver(unsent, uncertain={f"sms:{PHONE}"})  # Twilio never got it: sent now
+    assert res.ok and not res.skipped and len(twilio_server.messages) == 2
+    # e-mail cannot be asked: it is sent again, with the same Message-ID so mailboxes keep one copy
+    d = dispatcher(smtp_server.env(), twilio_server.env(), routing=routing(sms=()))
+    await d.deliver(sent)
+    await d.deliver(sent, uncertain={f"email:{MAIL}"})
+    first, second = smtp_server.wait_for(2)
+    assert first.message["Message-ID"] == second.message["Message-ID"]
+
+
 async def test_sms_retries_5xx_then_recovers(smtp_server, twilio_server):
     twilio_server.script.extend([500, 503, 429])
     d = dispatcher(smtp_server.env(), twilio_server.env(), routing=routing(email=()))

@@ -54,8 +54,6 @@ def test_worker_survives_broker_outage_and_reports_not_ready(tmp_path):
         broker.stop()
 
 
-@pytest.mark.xfail(strict=False, reason="open finding: 48 of 1,500 tweets missing after a join/leave in 1 of 3 runs; "
-                   "same symptom as the kill -9 test, root cause not found yet")
 def test_worker_joining_and_leaving_loses_nothing(broker, start_worker):
     first = start_worker("rebal")
     topics = {k: first.env[f"BADBUZZ_TOPIC_{k.upper()}"] for k in ("tweets", "enriched")}
