@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input", type=Path)
     s.add_argument("-o", "--output", type=Path, required=True, help="output .csv or .jsonl")
     s.add_argument("--text-column", default="text")
-    s.add_argument("--batch", type=int, default=256)
+    s.add_argument("--batch", type=int, default=2048,
+                   help="tweets enriched together; sorted by length inside, so larger chunks pad less")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_score)
 

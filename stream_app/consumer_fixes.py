@@ -6,9 +6,9 @@
    consumer generation changed, Faust's stream *skips* the events already queued and *acks* them, so
    their offsets count as done. After the rebalance the consumer seeks back to the committed offset,
    but the skipped offsets can already be in the acked set (or committed), and those tweets are never
-   processed. Found by the kill -9 test: the restarted worker enriched a first batch, then jumped ~47
-   offsets on two partitions. Here such an ack only releases the event; its offset is not recorded,
-   so the commit cannot pass it and the event is read again: at-least-once instead of at-most-once.
+   processed. Found by the kill -9 test: the restarted worker enriched a first batch, then jumped
+   20-1,000 offsets. Here such an ack only releases the event; its offset is not recorded, so the
+   commit cannot pass it, and :mod:`stream_app.batching` reads the event again (gap refill, tail re-read).
 3. Fetched but never delivered records: ``Consumer.getmany`` drops the rest of a fetch when the flow
    stops or the generation changes mid-iteration, and drops records of partitions it does not count as
    active, while the fetch position has already moved past them. Nothing reads them again unless a

@@ -35,7 +35,7 @@ def csv_fields(enriched: dict[str, Any] | None, error: str = "") -> dict[str, An
     }
 
 
-def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text", batch: int = 256,
+def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text", batch: int = 2048,
                progress: bool = True, max_text: int = 4000) -> dict[str, Any]:
     from tqdm import tqdm
 
