@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
 from . import metrics
+from .consumer_fixes import record_done
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,13 @@ class GapGuard:
         self.generation: int | None = None
         self.filled = 0  # records read directly, for metrics and logs
 
-    def missing(self, events: list[Any], generation: int) -> dict[Any, set[int]]:
-        """Partition -> offsets that should have come before or between this batch's events."""
+    def missing(self, events: list[Any], generation: int,
+                committed: Callable[[Any], int | None] = lambda tp: None) -> dict[Any, set[int]]:
+        """Partition -> offsets that should have come before or between this batch's events.
+
+        The first event of a partition in a generation is expected at its ``committed`` offset: events
+        Faust dropped before it are a gap too.
+        """
         if generation != self.generation:  # new assignment: positions restart from the committed offsets
             self.expected.clear()
             self.last_seen.clear()
@@ -62,6 +68,8 @@ class GapGuard:
         for event in events:
             tp, offset = event.message.tp, event.message.offset
             want = self.expected.get(tp)
+            if want is None and tp not in seen:
+                want = committed(tp)
             if want is not None and offset > want and tp not in start:
                 start[tp] = want
             seen.setdefault(tp, set()).add(offset)
@@ -156,7 +164,8 @@ async def acked_batches(stream: faust.StreamT, size: int, within: float,
     async for events in stream.noack_take(size, within):
         extra: list[FetchedEvent] = []
         if bootstrap_servers:
-            for tp, offsets in guard.missing(events, app.consumer_generation_id).items():
+            committed = consumer._committed_offset.get  # faust keeps no public accessor
+            for tp, offsets in guard.missing(events, app.consumer_generation_id, committed).items():
                 log.warning("%s: %d offsets from %d were dropped by the consumer; reading them from the broker",
                             tp, len(offsets), min(offsets))
                 try:
@@ -171,5 +180,5 @@ async def acked_batches(stream: faust.StreamT, size: int, within: float,
         # Only reached when the consumer asks for the next batch, i.e. this one completed.
         for event in events:
             await stream.ack(event)
-        for fetched in extra:  # their offsets count as done now, so the commit can move past them
-            consumer.ack(fetched.message)
+        for fetched in extra:  # processed: their offsets count as done, so the commit can move past them
+            record_done(consumer, fetched.message)

@@ -43,6 +43,11 @@ def cap_fetch_wait(max_wait_ms: int) -> None:
     aiokafka.AIOKafkaConsumer = CappedConsumer
 
 
+def record_done(consumer: Consumer, message: Any) -> bool:
+    """Count ``message``'s offset as done, flow or not: for records the agent has really processed."""
+    return getattr(Consumer.ack, "_badbuzz_record", Consumer.ack)(consumer, message)
+
+
 def never_commit_skipped() -> None:
     """Record an ack's offset only while the flow is on and the event is of the current generation."""
     if getattr(Consumer.ack, "_badbuzz", False):
@@ -60,6 +65,7 @@ def never_commit_skipped() -> None:
         return False
 
     ack._badbuzz = True  # type: ignore[attr-defined]
+    ack._badbuzz_record = record  # type: ignore[attr-defined]
     Consumer.ack = ack  # type: ignore[method-assign]
 
 

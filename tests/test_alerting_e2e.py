@@ -57,8 +57,10 @@ def test_storm_raises_alerts_and_notifies_once(broker, start_worker, smtp_server
     assert all(to_epoch(a["window_end"]) > calm_end for a in alerts), "no alert during the calm chatter"
     spike = next(a for a in alerts if a["rule"] == "negative_spike")
     assert spike["observed"] > spike["threshold"] >= 10 and spike["baseline"] is not None
-    assert 1 <= len(spike["samples"]) <= 3 and all("lost" in s["text"].lower() or "bag" in s["text"].lower()
-                                                     or "luggage" in s["text"].lower() for s in spike["samples"])
+    # samples rank negative tweets by reach: a negative chatter tweet of a big account in the same window
+    # may take one of the three places, but the storm must dominate them
+    about_bags = [any(w in s["text"].lower() for w in ("lost", "bag", "luggage")) for s in spike["samples"]]
+    assert 1 <= len(about_bags) <= 3 and sum(about_bags) > len(about_bags) / 2, spike["samples"]
     assert spike["dashboard_url"].startswith("http")
 
     mails = smtp_server.wait_for(1, timeout=30)

@@ -64,3 +64,10 @@ def test_a_dropped_tail_shows_as_an_idle_partition_fetched_past_its_last_deliver
     positions = {("tweets", 2): 576, ("tweets", 0): 91}
     assert g.stalled(positions, idle=5.0, now=now + 1) == {}  # not idle long enough: events may be queued
     assert g.stalled(positions, idle=5.0, now=now + 6) == {("tweets", 2): 434}  # partition 0 is caught up
+
+
+def test_events_dropped_before_the_first_delivery_are_a_gap_from_the_committed_offset() -> None:
+    g = GapGuard()
+    committed = {("tweets", 0): 400, ("tweets", 1): 7}.get
+    assert g.missing([ev(0, 451), ev(0, 452), ev(1, 7)], generation=3, committed=committed) == {
+        ("tweets", 0): set(range(400, 451))}
