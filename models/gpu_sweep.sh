@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# One GPU lease, one command: train a sweep of teachers in parallel, distil the best of them into
+# students, bring back the best model by TweetEval val macro-recall (model selection only).
+#   here:  python models/gpu_pack.py pack --out .gpu
+#   there: OUT=/some/dir bash models/gpu_sweep.sh          (GPU: ~8.5 minutes with the defaults)
+#   here:  python models/gpu_pack.py receive-weights OUT models/.work/gpu/best.pt
+set -u
+cd "$(dirname "$0")"
+OUT=${OUT:?set OUT}
+WORK=${WORK:-/tmp/gpu}
+TEACHER_BUDGET=${TEACHER_BUDGET:-215}
+STUDENT_BUDGET=${STUDENT_BUDGET:-170}
+S140_SMALL=${S140_SMALL:-15000}
+S140_BIG=${S140_BIG:-40000}
+export PYTHONUNBUFFERED=1 BADBUZZ_ENCODER_DIR=$WORK/encoder BADBUZZ_DATA_DIR=${BADBUZZ_DATA_DIR:-$WORK/data}
+T0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+python3 gpu_pack.py unpack ../.gpu "$WORK" || exit 1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+common=(--save-every 100000 --threads 1 --time-budget "$TEACHER_BUDGET")
+# name lr epochs s140 batch extra
+teachers=(
+  "t1 5e-5 3 $S140_SMALL 32"
+  "t2 5e-5 3 $S140_SMALL 32 --class-weighted"
+  "t3 8e-5 3 $S140_SMALL 32"
+  "t4 5e-5 4 $S140_BIG 32"
+  "t5 3e-5 4 $S140_SMALL 32"
+  "t6 1e-4 4 $S140_SMALL 64"
+  "t7 5e-5 3 $S140_BIG 32 --class-weighted"
+  "t8 8e-5 2 $S140_SMALL 32"
+)
+stamp "teachers: ${#teachers[@]} in parallel, ${TEACHER_BUDGET}s each"
+i=0
+for spec in "${teachers[@]}"; do
+  read -r name lr ep s140 batch extra <<<"$spec"
+  i=$((i + 1))
+  python3 train.py --out "$WORK/$name" --lr "$lr" --epochs "$ep" --s140 "$s140" --batch "$batch" \
+    --seed "$i" "${common[@]}" ${extra:-} >"$WORK/$name.out" 2>&1 &
+done
+wait
+stamp "teachers done"
+rank() {  # run folders by best TweetEval val macro-recall, best first
+  python3 - "$@" <<'PY'
+import json, sys
+from pathlib import Path
+best = []
+for d in map(Path, sys.argv[1:]):
+    hist = [json.loads(l) for l in (d / "train.log").read_text().splitlines() if '"tweeteval_val"' in l]
+    if hist and (d / "best.pt").exists():
+        best.append((max(h["tweeteval_val"]["macro_recall"] for h in hist), str(d)))
+for score, d in sorted(best, reverse=True):
+    print(d, round(score, 4))
+PY
+}
+rank "$WORK"/t? | tee "$WORK/teachers.rank"
+# the best teacher comes back even if the students do not finish in time
+python3 gpu_pack.py send-weights "$(head -1 "$WORK/teachers.rank" | cut -d' ' -f1)/best.pt" "$OUT"
+top=$(head -4 "$WORK/teachers.rank" | cut -d' ' -f1 | sed 's|$|/best.pt|')
+stamp "soft targets from: $top"
+python3 soft_targets.py --ckpts $top --s140 "$S140_SMALL" --out "$WORK/soft_small.npy" &
+python3 soft_targets.py --ckpts $top --s140 "$S140_BIG" --out "$WORK/soft_big.npy" &
+wait
+stamp "students"
+common=(--save-every 100000 --threads 1 --time-budget "$STUDENT_BUDGET" --lr 8e-5 --epochs 4)
+python3 train.py --out "$WORK/s1" --s140 "$S140_SMALL" --soft-targets "$WORK/soft_small.npy" --seed 21 "${common[@]}" >"$WORK/s1.out" 2>&1 &
+python3 train.py --out "$WORK/s2" --s140 "$S140_BIG" --soft-targets "$WORK/soft_big.npy" --seed 22 "${common[@]}" >"$WORK/s2.out" 2>&1 &
+python3 train.py --out "$WORK/s3" --s140 "$S140_SMALL" --soft-targets "$WORK/soft_small.npy" --distill-alpha 1.0 --seed 23 "${common[@]}" >"$WORK/s3.out" 2>&1 &
+wait
+stamp "students done"
+rank "$WORK"/t? "$WORK"/s? | tee "$WORK/all.rank"
+winner=$(head -1 "$WORK/all.rank" | cut -d' ' -f1)
+rm -f "$OUT"/weights*
+python3 gpu_pack.py send-weights "$winner/best.pt" "$OUT"
+python3 - "$WORK" "$OUT/sweep.json" <<'PY'
+import json, sys
+from pathlib import Path
+work, out = Path(sys.argv[1]), Path(sys.argv[2])
+runs = {}
+for d in sorted(p for p in work.iterdir() if p.is_dir() and (p / "train.log").exists()):
+    lines = [json.loads(l) for l in (d / "train.log").read_text().splitlines()]
+    runs[d.name] = {"evals": [l for l in lines if "tweeteval_val" in l], "last": [l for l in lines if "loss" in l][-1:]}
+ranks = (work / "all.rank").read_text().split("\n")
+json.dump({"ranking": ranks, "runs": runs}, out.open("w"), indent=1)
+PY
+tail -n 3 "$WORK"/*.out >"$OUT/sweep.log"
+stamp "winner $winner"
