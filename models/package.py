@@ -34,7 +34,8 @@ def main() -> None:
         import torch
 
         state = torch.load(args.ckpt, weights_only=False, map_location="cpu")
-        recipe = {"step": state.get("step"), **{k: v for k, v in state.get("args", {}).items() if k != "out"}}
+        skip = {"out", "device", "threads", "save_every"}
+        recipe = {"step": state.get("step"), **{k: v for k, v in state.get("args", {}).items() if k not in skip}}
     config = {
         "name": NAME,
         "version": args.version,
@@ -50,7 +51,12 @@ def main() -> None:
             "TweetEval sentiment train (45,615)",
             "US airline sentiment, train split (80% by stable hash of tweet_id)",
             f"Sentiment140 sample ({recipe.get('s140', 'n/a')} rows, negative/positive)",
-        ],
+        ]
+        + (
+            ["distilled: soft targets averaged from the 4 best fine-tuned teachers of gpu_sweep.sh (MODEL_CARD.md)"]
+            if recipe.get("soft_targets")
+            else []
+        ),
         "recipe": recipe,
         "metrics": json.loads(args.metrics.read_text()) if args.metrics else {},
     }
