@@ -20,7 +20,7 @@ import faust
 import orjson
 
 from . import metrics
-from .batching import acked_batches, heal_stalled
+from .batching import heal_stalled, prepared_batches
 from .broker import bootstrap
 from .config import Settings
 from .consumer_fixes import cap_fetch_wait, never_commit_skipped, redeliver_discarded
@@ -177,7 +177,9 @@ def _wire_enrichment(pipe: Pipeline) -> None:
     @app.agent(pipe.topics["tweets"], name="enrich")
     async def enrich(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for events in acked_batches(stream, s.batch_size, s.batch_wait, bootstrap(s.broker)):
+
+        def prepare(events: list[Any]) -> tuple[list[tuple[dict[str, Any], Any]], list[dict[str, Any]], Any]:
+            """Parse a batch and start scoring it in the executor (awaited when the batch's turn comes)."""
             metrics.EVENTS_IN.inc(len(events))
             good: list[tuple[dict[str, Any], Any]] = []
             dead: list[dict[str, Any]] = []
@@ -188,12 +190,23 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                     good.append((parse_tweet(event.value, max_text=s.max_text, fallback_ms=ts_ms), msg))
                 except InvalidTweet as exc:
                     dead.append(_dead(msg, exc.code, exc.message))
-            enriched: list[tuple[dict[str, Any], Any]] = []
-            if good:
+            scoring = timed(pipe.enricher.enrich, [g[0] for g in good]) if good else None
+            return good, dead, scoring
+
+        def timed(fn: Any, arg: Any) -> Any:
+            def run() -> tuple[Any, float]:
                 started = time.perf_counter()
+                return fn(arg), time.perf_counter() - started
+            return loop.run_in_executor(pipe.executor, run)
+
+        batches = prepared_batches(stream, s.batch_size, s.batch_wait, bootstrap(s.broker), prepare)
+        async for _events, (good, dead, scoring) in batches:
+            enriched: list[tuple[dict[str, Any], Any]] = []
+            if scoring is not None:
                 try:
-                    out = await loop.run_in_executor(pipe.executor, pipe.enricher.enrich, [g[0] for g in good])
+                    out, seconds = await scoring
                     enriched = list(zip(out, (g[1] for g in good), strict=True))
+                    metrics.SCORING_SECONDS.observe(seconds)
                 except Exception:
                     # Isolate the poison message: score one by one so the rest of the batch survives.
                     for tweet, msg in good:
@@ -202,7 +215,6 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                             enriched.append((one[0], msg))
                         except Exception as exc:  # noqa: BLE001 - any scoring failure is dead-lettered
                             dead.append(_dead(msg, "scoring_failed", f"{type(exc).__name__}: {exc}"[:500]))
-                metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
                 metrics.BATCH_SIZE.observe(len(good))
             now = time.time()
             recent = pipe.recent

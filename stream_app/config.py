@@ -30,9 +30,10 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_WEB_PORT": ("6066", "worker web server port"),
     "BADBUZZ_API_TOKEN": ("", "bearer token required by /feedback and the dashboard when not bound to loopback"),
     "BADBUZZ_STATE_DIR": (".badbuzz", "Faust data directory (table state)"),
-    "BADBUZZ_BATCH_SIZE": ("64", "micro-batch size for scoring"),
+    "BADBUZZ_BATCH_SIZE": ("256", "largest scoring micro-batch (under load batches fill up to it)"),
     "BADBUZZ_BATCH_WAIT": ("0.005", "seconds to wait for a micro-batch to fill (a full batch goes at once)"),
-    "BADBUZZ_ORT_THREADS": ("0", "onnxruntime intra-op threads; 0 = number of cores"),
+    "BADBUZZ_ORT_THREADS": ("0", "onnxruntime intra-op threads per sub-batch; 0 = cores / BADBUZZ_ORT_PARALLEL"),
+    "BADBUZZ_ORT_PARALLEL": ("0", "sub-batches scored at once, one thread each; 0 = cores (or cores / threads)"),
     "BADBUZZ_ORT_SPIN": ("0", "1 = onnxruntime threads spin while idle (faster alone, steals CPU from the event loop)"),
     "BADBUZZ_FETCH_MAX_WAIT_MS": ("50", "longest a consumer fetch waits for data (Faust's own default is 1500)"),
     "BADBUZZ_CACHE_SIZE": ("50000", "LRU cache entries keyed by normalized text"),
@@ -72,9 +73,10 @@ class Settings:
     web_port: int = 6066
     api_token: str | None = None
     state_dir: Path = Path(".badbuzz")
-    batch_size: int = 64
+    batch_size: int = 256
     batch_wait: float = 0.005
     ort_threads: int = 0
+    ort_parallel: int = 0
     cache_size: int = 50_000
     fetch_max_wait_ms: int = 50
     max_text: int = 4000
@@ -116,6 +118,7 @@ class Settings:
             batch_size=integer("BADBUZZ_BATCH_SIZE"),
             batch_wait=float(env("BADBUZZ_BATCH_WAIT")),
             ort_threads=integer("BADBUZZ_ORT_THREADS"),
+            ort_parallel=integer("BADBUZZ_ORT_PARALLEL"),
             cache_size=integer("BADBUZZ_CACHE_SIZE"),
             fetch_max_wait_ms=integer("BADBUZZ_FETCH_MAX_WAIT_MS"),
             max_text=integer("BADBUZZ_MAX_TEXT"),

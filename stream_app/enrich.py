@@ -59,5 +59,6 @@ class Enricher:
 
 def load_enricher(settings: Any) -> Enricher:
     """Load the model and rule tables named by ``settings``; errors say what and where."""
-    model = SentimentModel(settings.model_dir, threads=settings.ort_threads or None, cache_size=settings.cache_size)
+    model = SentimentModel(settings.model_dir, threads=settings.ort_threads or None,
+                           parallel=settings.ort_parallel or None, cache_size=settings.cache_size)
     return Enricher(model, RuleEngine.load(settings.rules_dir))

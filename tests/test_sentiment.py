@@ -25,7 +25,7 @@ def test_probabilities_sum_to_one_and_are_deterministic(model):
     first = model.probs_normalized([normalize_for_model(t) for t in texts])
     second = model.probs_normalized([normalize_for_model(t) for t in reversed(texts)])[::-1]
     assert np.allclose(first.sum(axis=1), 1.0, atol=1e-5)
-    assert np.allclose(first, second, atol=1e-5), "batch order or padding must not change the scores"
+    assert np.allclose(first, second, atol=1e-5), "input order must not change the scores"
 
 
 @pytest.mark.parametrize(("text", "label"), [
@@ -37,6 +37,30 @@ def test_probabilities_sum_to_one_and_are_deterministic(model):
 ])
 def test_unambiguous_tweets(model, text, label):
     assert model.predict([text])[0].label == label
+
+
+def test_parallel_sub_batches_score_like_one_run_at_a_time(model, model_dir):
+    texts = [normalize_for_model(f"tweet {i}: " + "so late again " * (i % 7)) for i in range(150)]
+    par = SentimentModel(model_dir, threads=1, parallel=3, cache_size=0)
+    seq = SentimentModel(model_dir, threads=1, parallel=1, cache_size=0)
+    assert par.parallel == 3 and seq._pool is None
+    # same sub-batches (32 length-sorted tweets each), run side by side or one after the other
+    assert np.allclose(par.probs_normalized(texts), seq.probs_normalized(texts), atol=1e-5)
+
+
+def test_thread_defaults_share_the_cores(model_dir, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    for env in ("BADBUZZ_ORT_THREADS", "BADBUZZ_ORT_PARALLEL"):
+        monkeypatch.delenv(env, raising=False)
+
+    def split(**kw) -> tuple[int, int]:
+        m = SentimentModel(model_dir, cache_size=0, **kw)
+        return m.threads, m.parallel
+
+    assert split() == (1, 4)
+    assert split(threads=2) == (2, 2)
+    monkeypatch.setenv("BADBUZZ_ORT_PARALLEL", "1")
+    assert split() == (4, 1)
 
 
 def test_cache_returns_same_scores_and_counts_hits(model_dir):
