@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import jsonschema
@@ -98,3 +99,27 @@ def test_thousand_tweets_and_fifty_malformed(broker, start_worker):
                      if line.startswith("badbuzz_events_dead_lettered_total{"))
     assert dead_total == 50
     assert w.proc.poll() is None, "the worker keeps running after bad input"
+
+
+def test_batches_grow_with_the_backlog_and_every_offset_is_committed(broker, start_worker):
+    """A backlog is scored in full batches (no 5 ms trickle), and acks with lookahead still commit it all."""
+    w = start_worker("eager", BADBUZZ_BATCH_SIZE="256")
+    topics = {k: w.env[f"BADBUZZ_TOPIC_{k.upper()}"] for k in ("tweets", "enriched")}
+
+    async def scenario():
+        await produce_messages(broker.url, topics["tweets"], good_tweets(1500))
+        return await collect(broker.url, topics["enriched"], 1500)
+
+    assert len(asyncio.run(scenario())) == 1500
+
+    def metric(prefix: str) -> list[float]:
+        return [float(line.rsplit(" ", 1)[1]) for line in w.get("/metrics").decode().splitlines()
+                if line.startswith(prefix)]
+
+    batches, tweets = metric("badbuzz_scoring_batch_size_count")[0], metric("badbuzz_scoring_batch_size_sum")[0]
+    assert tweets == 1500
+    assert tweets / batches >= 100, f"{batches} batches for a backlog of 1,500 tweets"
+    deadline = time.monotonic() + 30
+    while (lag := metric("badbuzz_consumer_lag{")) and any(lag) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert lag and not any(lag), f"offsets left uncommitted: {lag}"
