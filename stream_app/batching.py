@@ -2,8 +2,8 @@
 
 Faust's ``Stream.take_events`` acks every buffered event in a ``finally`` block, so when an agent is
 stopped in the middle of a batch (worker shutdown, a rebalance that restarts agents) the offsets of
-events it never processed are committed and those tweets are lost for good. ``noack_take`` leaves the
-acks to us: a batch is acked after the loop body finished it, i.e. after its outputs were handed to
+events it never processed are committed and those tweets are lost for good. :class:`EagerTake` (like
+Faust's ``noack_take``) leaves the acks to us: a batch is acked after the loop body finished it, i.e. after its outputs were handed to
 the producer (Faust flushes the producer before every offset commit). An interrupted batch is not
 acked and is processed again after the restart: at-least-once, consumers dedup by ``id``.
 
@@ -13,9 +13,10 @@ worker jumping over 20-130 offsets of a partition. Seeking the Faust consumer ba
 fetch loop drops offsets below the last one it handed out), so :class:`GapGuard` notices the jump and
 the missing records are read straight from the broker and put into the batch, then acked.
 
-Batches grow with the load (:func:`eager_take`): Faust's ``noack_take`` stops buffering while the agent
+Batches grow with the load (:class:`EagerTake`): Faust's ``noack_take`` stops buffering while the agent
 works on a batch, so each batch only held what arrived in the next ``within`` seconds (54 tweets on
-average at saturation, where the model runs best on a few hundred length-sorted tweets).
+average at saturation, where the model runs best on a few hundred length-sorted tweets), and
+:func:`prepared_batches` starts scoring the next batch while the agent publishes the current one.
 """
 
 from __future__ import annotations
