@@ -3,8 +3,9 @@
 Faust's ``Stream.take_events`` acks every buffered event in a ``finally`` block, so when an agent is
 stopped in the middle of a batch (worker shutdown, a rebalance that restarts agents) the offsets of
 events it never processed are committed and those tweets are lost for good. :class:`EagerTake` (like
-Faust's ``noack_take``) leaves the acks to us: a batch is acked after the loop body finished it, i.e. after its outputs were handed to
-the producer (Faust flushes the producer before every offset commit). An interrupted batch is not
+Faust's ``noack_take``) leaves the acks to us: a batch is acked after the loop body finished it,
+i.e. after its outputs were handed to the producer (Faust flushes the producer before every offset
+commit). An interrupted batch is not
 acked and is processed again after the restart: at-least-once, consumers dedup by ``id``.
 
 Around a rebalance Faust can also drop events it had already fetched (its stream skips queued events
