@@ -5,8 +5,8 @@ stopped in the middle of a batch (worker shutdown, a rebalance that restarts age
 events it never processed are committed and those tweets are lost for good. :class:`EagerTake` (like
 Faust's ``noack_take``) leaves the acks to us: a batch is acked after the loop body finished it,
 i.e. after its outputs were handed to the producer (Faust flushes the producer before every offset
-commit). An interrupted batch is not
-acked and is processed again after the restart: at-least-once, consumers dedup by ``id``.
+commit). An interrupted batch is not acked and is processed again after the restart: at-least-once,
+consumers dedup by ``id``.
 
 Around a rebalance Faust can also drop events it had already fetched (its stream skips queued events
 while the flow is paused; see :mod:`stream_app.consumer_fixes`): the kill -9 test caught a restarted
