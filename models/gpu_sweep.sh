@@ -12,30 +12,30 @@ TEACHER_BUDGET=${TEACHER_BUDGET:-215}
 STUDENT_BUDGET=${STUDENT_BUDGET:-170}
 S140_SMALL=${S140_SMALL:-15000}
 S140_BIG=${S140_BIG:-40000}
+SEED_BASE=${SEED_BASE:-0}
 export PYTHONUNBUFFERED=1 BADBUZZ_ENCODER_DIR=$WORK/encoder BADBUZZ_DATA_DIR=${BADBUZZ_DATA_DIR:-$WORK/data}
 T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 python3 gpu_pack.py unpack ../.gpu "$WORK" || exit 1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 common=(--save-every 100000 --threads 1 --time-budget "$TEACHER_BUDGET")
-# name lr epochs s140 batch extra
-teachers=(
-  "t1 5e-5 3 $S140_SMALL 32"
-  "t2 5e-5 3 $S140_SMALL 32 --class-weighted"
-  "t3 8e-5 3 $S140_SMALL 32"
-  "t4 5e-5 4 $S140_BIG 32"
-  "t5 3e-5 4 $S140_SMALL 32"
-  "t6 1e-4 4 $S140_SMALL 64"
-  "t7 5e-5 3 $S140_BIG 32 --class-weighted"
-  "t8 8e-5 2 $S140_SMALL 32"
-)
+# one teacher per line: name lr epochs s140 batch [extra args]; $TEACHERS replaces the list
+DEFAULT_TEACHERS="t1 5e-5 3 $S140_SMALL 32
+t2 5e-5 3 $S140_SMALL 32 --class-weighted
+t3 8e-5 3 $S140_SMALL 32
+t4 5e-5 4 $S140_BIG 32
+t5 3e-5 4 $S140_SMALL 32
+t6 1e-4 4 $S140_SMALL 64
+t7 5e-5 3 $S140_BIG 32 --class-weighted
+t8 8e-5 2 $S140_SMALL 32"
+mapfile -t teachers <<<"${TEACHERS:-$DEFAULT_TEACHERS}"
 stamp "teachers: ${#teachers[@]} in parallel, ${TEACHER_BUDGET}s each"
 i=0
 for spec in "${teachers[@]}"; do
   read -r name lr ep s140 batch extra <<<"$spec"
   i=$((i + 1))
   python3 train.py --out "$WORK/$name" --lr "$lr" --epochs "$ep" --s140 "$s140" --batch "$batch" \
-    --seed "$i" "${common[@]}" ${extra:-} >"$WORK/$name.out" 2>&1 &
+    --seed "$((SEED_BASE + i))" "${common[@]}" ${extra:-} >"$WORK/$name.out" 2>&1 &
 done
 wait
 stamp "teachers done"
@@ -45,6 +45,8 @@ import json, sys
 from pathlib import Path
 best = []
 for d in map(Path, sys.argv[1:]):
+    if not (d / "train.log").exists():
+        continue
     hist = [json.loads(l) for l in (d / "train.log").read_text().splitlines() if '"tweeteval_val"' in l]
     if hist and (d / "best.pt").exists():
         best.append((max(h["tweeteval_val"]["macro_recall"] for h in hist), str(d)))
@@ -52,7 +54,7 @@ for score, d in sorted(best, reverse=True):
     print(d, round(score, 4))
 PY
 }
-rank "$WORK"/t? | tee "$WORK/teachers.rank"
+rank $(for spec in "${teachers[@]}"; do echo "$WORK/${spec%% *}"; done) | tee "$WORK/teachers.rank"
 # the best teacher comes back even if the students do not finish in time
 python3 gpu_pack.py send-weights "$(head -1 "$WORK/teachers.rank" | cut -d' ' -f1)/best.pt" "$OUT"
 top=$(head -4 "$WORK/teachers.rank" | cut -d' ' -f1 | sed 's|$|/best.pt|')
@@ -61,13 +63,19 @@ python3 soft_targets.py --ckpts $top --s140 "$S140_SMALL" --out "$WORK/soft_smal
 python3 soft_targets.py --ckpts $top --s140 "$S140_BIG" --out "$WORK/soft_big.npy" &
 wait
 stamp "students"
-common=(--save-every 100000 --threads 1 --time-budget "$STUDENT_BUDGET" --lr 8e-5 --epochs 4)
-python3 train.py --out "$WORK/s1" --s140 "$S140_SMALL" --soft-targets "$WORK/soft_small.npy" --seed 21 "${common[@]}" >"$WORK/s1.out" 2>&1 &
-python3 train.py --out "$WORK/s2" --s140 "$S140_BIG" --soft-targets "$WORK/soft_big.npy" --seed 22 "${common[@]}" >"$WORK/s2.out" 2>&1 &
-python3 train.py --out "$WORK/s3" --s140 "$S140_SMALL" --soft-targets "$WORK/soft_small.npy" --distill-alpha 1.0 --seed 23 "${common[@]}" >"$WORK/s3.out" 2>&1 &
+# one student per line: name s140-mix(small|big) alpha seed lr batch epochs; $STUDENTS replaces the list
+DEFAULT_STUDENTS="s1 small 0.8 21 8e-5 32 4
+s2 big 0.8 22 8e-5 32 4
+s3 small 1.0 23 8e-5 32 4"
+while read -r name mix alpha seed lr batch ep; do
+  if [ "$mix" = big ]; then rows=$S140_BIG; else rows=$S140_SMALL; fi
+  python3 train.py --out "$WORK/$name" --s140 "$rows" --soft-targets "$WORK/soft_$mix.npy" --distill-alpha "$alpha" \
+    --seed "$seed" --lr "$lr" --batch "$batch" --epochs "$ep" --save-every 100000 --threads 1 \
+    --time-budget "$STUDENT_BUDGET" >"$WORK/$name.out" 2>&1 &
+done <<<"${STUDENTS:-$DEFAULT_STUDENTS}"
 wait
 stamp "students done"
-rank "$WORK"/t? "$WORK"/s? | tee "$WORK/all.rank"
+rank "$WORK"/*/ | tee "$WORK/all.rank"
 winner=$(head -1 "$WORK/all.rank" | cut -d' ' -f1)
 rm -f "$OUT"/weights*
 python3 gpu_pack.py send-weights "$winner/best.pt" "$OUT"
