@@ -99,3 +99,29 @@ def test_missing_model_exits_with_one_clear_line(tmp_path):
                   env={"BADBUZZ_MODEL_DIR": str(tmp_path / "nope")})
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "model file(s) missing" in res.stderr
+
+
+def test_worker_logging_does_not_build_debug_records_nobody_prints():
+    """Faust's spinner put the root logger at DEBUG: every aiokafka debug call built a record."""
+    import asyncio
+    import logging
+
+    import faust
+
+    from stream_app.cli import quiet_worker_class
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers)
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        app = faust.App("logging-check", broker="kafka://127.0.0.1:9")
+        quiet_worker_class()(app, loglevel="warning", quiet=True, override_logging=True)._setup_logging()
+        assert not logging.getLogger("aiokafka.producer.sender").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("faust.topics").isEnabledFor(logging.INFO)
+        assert logging.getLogger("badbuzz").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        asyncio.set_event_loop(None)
+        loop.close()
