@@ -56,5 +56,5 @@ def test_int8_agrees_with_fp32(model, model_dir, shared_data, tmp_path):
     fp32 = SentimentModel(ref_dir, cache_size=0)
     texts = [r["text"] for r in read_csv(shared_data / "tweeteval_sentiment_val.csv")][:500]
     agree = float((model.probs(texts).argmax(1) == fp32.probs(texts).argmax(1)).mean())
-    assert agree >= 0.95  # measured 0.978 on all 2,000 val tweets (card)
+    assert agree >= 0.98  # measured 0.993 on all 2,000 val tweets (card)
     assert np.isfinite(agree)
