@@ -11,6 +11,7 @@ from typing import Any
 
 from .rules.engine import RuleEngine
 from .scoring.sentiment import SentimentModel
+from .scoring.text import retweeted_text
 
 
 def now_iso() -> str:
@@ -25,7 +26,7 @@ class Enricher:
 
     def enrich(self, tweets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Enrich a batch of parsed tweets; raises if the model fails on the batch."""
-        probs = self.model.probs([t["text"] for t in tweets])
+        probs = self.model.probs([retweeted_text(t["text"]) for t in tweets])
         processed_at = now_iso()
         out = []
         for tweet, row in zip(tweets, probs, strict=True):

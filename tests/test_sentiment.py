@@ -85,3 +85,26 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 def test_normalization_matches_tweeteval():
     assert normalize_for_model("@United hi https://t.co/xyz &amp; \\u2019ok") == "@user hi http & \u2019ok"
+
+
+def test_retweets_are_scored_as_the_original_and_hit_the_cache(model_dir):
+    from stream_app.enrich import Enricher
+    from stream_app.rules.engine import RuleEngine
+    from stream_app.scoring.text import retweeted_text
+
+    assert retweeted_text("RT @ana_b: RT @air: bags lost again") == "bags lost again"
+    assert retweeted_text("  RT @ana: ok") == "ok"
+    assert retweeted_text("RT @ana:") == "RT @ana:"  # nothing retweeted: keep the text
+    assert retweeted_text("ART @ana: no") == "ART @ana: no"
+    assert retweeted_text("RT @a " + " " * 50_000 + "x") == "x"
+
+    enricher = Enricher(SentimentModel(model_dir, threads=1, cache_size=100), RuleEngine.load())
+    original = "@airparadis 3 days and still no luggage, no compensation. Disgusting"
+    first = enricher.enrich([{"id": "1", "text": original}])[0]
+    cache = enricher.model.cache
+    hits = cache.hits
+    copies = enricher.enrich([{"id": "2", "text": f"RT @maria_l: {original}"},
+                              {"id": "3", "text": f"RT @bob: RT @maria_l: {original}"}])
+    assert cache.hits == hits + 2
+    assert all(c["sentiment"] == first["sentiment"] for c in copies)
+    assert copies[1]["text"].startswith("RT @bob")  # the event keeps the tweet as written

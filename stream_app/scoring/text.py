@@ -13,6 +13,7 @@ _MENTION = re.compile(r"(?<![\w@])@\w{1,30}")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _UESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _SPACES = re.compile(r"\s+")
+_RETWEET = re.compile(r"(?:RT\s+@\w{1,30}:?\s+)+")  # disjoint pieces: linear time
 
 
 def _unescape_u(match: re.Match[str]) -> str:
@@ -30,3 +31,14 @@ def normalize_for_model(text: str) -> str:
     text = _URL.sub("http", text)
     text = _MENTION.sub("@user", text)
     return _SPACES.sub(" ", text).strip()
+
+
+def retweeted_text(text: str) -> str:
+    """The retweeted text without its ``RT @handle:`` markers (possibly chained).
+
+    A retweet says what the original said: the model scores the original's words, so the text cache
+    gives every retweet of a storm the probabilities of its first copy instead of a new model run.
+    """
+    m = _RETWEET.match(text, len(text) - len(text.lstrip()))
+    return text[m.end():] if m and m.end() < len(text) else text
+
