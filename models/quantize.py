@@ -4,7 +4,7 @@
 
 Writes one file per variant (plain, per-channel, transformer-optimized + int8, both, an 8-bit
 weight-only MatMulNBits variant that keeps activations in fp32, and the shipped "smooth" variant:
-SmoothQuant, uint8 q/k/v weights, FFN output projections in fp32) so `models/evaluate.py` can measure
+SmoothQuant, uint8 q/k/v weights, FFN output projections of layers 0-2 in fp32) so `models/evaluate.py` can measure
 accuracy and speed of each and we keep the best.
 """
 

@@ -111,7 +111,6 @@ def quiet_worker_class() -> type:
 
 def run_worker(settings: Settings, enricher: Any, alerting: tuple[Any, Any] | None = None, *,
                loglevel: str = "info") -> int:
-
     from .app import build_app, ticks_topic
     from .broker import ensure_topics
 
