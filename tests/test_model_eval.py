@@ -27,13 +27,13 @@ def test_tweeteval_val_macro_recall(model, shared_data):
     rows = list(read_csv(shared_data / "tweeteval_sentiment_val.csv"))
     report = evaluate_model(model, [r["text"] for r in rows], [r["label"] for r in rows])
     assert report["n"] == 2000
-    assert report["macro_recall"] >= 0.71  # measured 0.743 (card); guards against a broken export or tokenizer
+    assert report["macro_recall"] >= 0.71  # measured 0.738 (card); guards against a broken export or tokenizer
 
 
 def test_airline_heldout_accuracy(model, shared_data):
     rows = airline_rows("heldout")
     report = evaluate_model(model, [r["text"] for r in rows], [r["airline_sentiment"] for r in rows])
-    assert report["accuracy"] >= 0.80  # measured 0.814
+    assert report["accuracy"] >= 0.80  # measured 0.815
 
 
 def test_model_eval_command_binary_dataset(shared_data, tmp_path, model_dir):
@@ -58,3 +58,33 @@ def test_int8_agrees_with_fp32(model, model_dir, shared_data, tmp_path):
     agree = float((model.probs(texts).argmax(1) == fp32.probs(texts).argmax(1)).mean())
     assert agree >= 0.98  # measured 0.993 on all 2,000 val tweets (card)
     assert np.isfinite(agree)
+
+
+@pytest.mark.skipif(not FP32.exists(), reason="fp32 export not present (made by models/export.py, not shipped)")
+def test_smoothing_moves_outliers_into_weights_without_changing_fp32_outputs(monkeypatch):
+    """models/smooth.py: the smoothed fp32 graph computes the same logits, with flatter MatMul inputs."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("torch")  # models/common.py, imported by smooth.py
+    import onnxruntime as ort
+
+    monkeypatch.syspath_prepend(str(FP32.parents[2]))
+    from smooth import activation_maxima, smooth, weight_groups
+
+    texts = ["my flight got cancelled and nobody answers", "thanks for the upgrade, lovely crew!",
+             "what time does the store open tomorrow", "@user 3 hours on hold... #fail", "ok"] * 4
+    model = onnx.load(str(FP32))
+    before = activation_maxima(model, list(weight_groups(model)), texts)
+    ratios = smooth(model, texts, alpha=0.85)
+    assert len(ratios) == 24 and all(after < b for b, after in ratios.values() if b > 4)
+    assert set(before) == set(ratios)
+
+    def logits(m):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        tok = SentimentModel(FP32.parents[2] / "badbuzz-sentiment-minilm", cache_size=0)
+        ids = tok.encode(texts[:5])
+        width = max(map(len, ids))
+        feed = {"input_ids": np.array([i + [0] * (width - len(i)) for i in ids], dtype=np.int64),
+                "attention_mask": np.array([[1] * len(i) + [0] * (width - len(i)) for i in ids], dtype=np.int64)}
+        return sess.run(["logits"], feed)[0]
+
+    np.testing.assert_allclose(logits(model), logits(onnx.load(str(FP32))), atol=2e-4)
