@@ -43,6 +43,14 @@ async def produce_messages(url: str, topic: str,
     return sent
 
 
+async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    parts = consumer.partitions_for_topic(topic)
+    if parts is None:
+        await consumer._client.force_metadata_update()  # topic may have just been created
+        parts = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
 async def consume_topic(url: str, topic: str, *, limit: int | None = None, timeout: float = 10.0,
                         from_beginning: bool = True) -> AsyncIterator[Any]:
     """Yield decoded events of ``topic`` (all partitions, no consumer group) until limit or idle timeout."""
@@ -50,16 +58,12 @@ async def consume_topic(url: str, topic: str, *, limit: int | None = None, timeo
                                 auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()  # topic may have just been created
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = await partitions(consumer, topic)
         consumer.assign(tps)
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
+        await consumer.seek_to_beginning(*tps)
+        if not from_beginning:
+            for tp, offset in (await highwaters(consumer, tps)).items():
+                consumer.seek(tp, offset)
         count = 0
         deadline = time.monotonic() + timeout
         while limit is None or count < limit:
@@ -85,3 +89,34 @@ def decode(value: bytes | None) -> Any:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
         return value.decode("utf-8", "replace")
+
+
+
+
+async def group_lag(url: str, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """Highwater minus the group's committed offset per partition (what ``kafka-consumer-groups`` shows)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), group_id=group, enable_auto_commit=False,
+                                fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        tps = await partitions(consumer, topic)
+        consumer.assign(tps)
+        committed = {tp: await consumer.committed(tp) or 0 for tp in tps}
+        for tp in tps:
+            consumer.seek(tp, committed[tp])
+        return {tp.partition: high - committed[tp] for tp, high in (await highwaters(consumer, tps, timeout)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def highwaters(consumer: AIOKafkaConsumer, tps: list[TopicPartition], timeout: float = 10.0
+                     ) -> dict[TopicPartition, int]:
+    """End offset of each assigned partition, from fetch responses (reads at most a batch; moves positions).
+
+    Not ``end_offsets``/``seek_to_end``: the embedded broker answers ListOffsets(latest) with the last
+    batch's base offset + 1 rather than the end of the partition.
+    """
+    deadline = time.monotonic() + timeout
+    while any(consumer.highwater(tp) is None for tp in tps) and time.monotonic() < deadline:
+        await consumer.getmany(*tps, timeout_ms=200, max_records=1)
+    return {tp: consumer.highwater(tp) or 0 for tp in tps}
