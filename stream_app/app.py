@@ -23,7 +23,7 @@ from . import metrics
 from .batching import heal_stalled, prepared_batches
 from .broker import bootstrap
 from .config import Settings
-from .consumer_fixes import cap_fetch_wait, never_commit_skipped, redeliver_discarded
+from .consumer_fixes import cap_fetch_wait, dedup_commit_offsets, never_commit_skipped, redeliver_discarded
 from .enrich import Enricher, now_iso
 from .parsing import InvalidTweet, parse_tweet
 from .web.views import wire_web
@@ -132,6 +132,7 @@ def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, 
     """The Faust app with its agents; alerting is wired when an alert config is given."""
     cap_fetch_wait(settings.fetch_max_wait_ms)
     never_commit_skipped()
+    dedup_commit_offsets()
     redeliver_discarded()
     app = faust.App(
         settings.app_id,

@@ -33,7 +33,7 @@ from typing import Any
 import faust
 
 from . import metrics
-from .consumer_fixes import record_done
+from .consumer_fixes import lowest_done, record_done
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,42 @@ class GapGuard:
 _GUARDS: weakref.WeakSet[GapGuard] = weakref.WeakSet()
 
 
+class CommitWatch:
+    """Partitions whose next offset to commit stays missing while later offsets are done.
+
+    Batches are acked in order, so such a hole does not heal by itself: the commit waits for it forever
+    and a restart would replay the whole partition. Seen once in ~20 kill -9 runs (a refilled gap).
+    """
+
+    def __init__(self) -> None:
+        self.since: dict[Any, float] = {}
+
+    def holes(self, state: dict[Any, tuple[int | None, int | None]], idle: float, now: float) -> dict[Any, int]:
+        """``state``: partition -> (committed offset, lowest done offset). Partition -> committed offset for
+        the holes open for ``idle`` seconds (reported once per idle period)."""
+        out: dict[Any, int] = {}
+        for tp, (committed, low) in state.items():
+            if committed is None or low is None or low - committed <= 1:  # Faust commits across one offset
+                self.since.pop(tp, None)
+                continue
+            if now - self.since.setdefault(tp, now) >= idle:
+                out[tp] = committed
+                self.since[tp] = now
+        for tp in set(self.since) - set(state):
+            del self.since[tp]
+        return out
+
+
+_WATCH = CommitWatch()
+
+
 async def heal_stalled(app: Any, idle: float = 5.0) -> int:
     """Seek back partitions whose last fetched events never reached the agent (nothing came after them).
 
     A gap in the middle of a partition shows at the next delivered event; a dropped *tail* does not,
     so a timer calls this. The partition is idle, so the seek does not race with Faust's fetch loop.
+    Also seeks back to the committed offset where a hole before done offsets holds the commit
+    (:class:`CommitWatch`).
     """
     consumer = app.consumer
     healed = 0
@@ -130,6 +161,16 @@ async def heal_stalled(app: Any, idle: float = 5.0) -> int:
                 metrics.CONSUMER_REPAIRS.labels("tail_reread").inc(positions[tp] - want)
             except Exception:  # noqa: BLE001
                 log.warning("%s: could not seek back", tp, exc_info=True)
+    state = {tp: (consumer._committed_offset.get(tp), lowest_done(consumer, tp)) for tp in list(consumer._acked)}
+    for tp, committed in _WATCH.holes(state, 2 * idle, now).items():
+        log.warning("%s: offsets from %d stay unacknowledged while %d is done; reading from %d again",
+                    tp, committed, state[tp][1], committed)
+        try:
+            await consumer.seek(tp, committed)
+            healed += 1
+            metrics.CONSUMER_REPAIRS.labels("commit_hole").inc(state[tp][1] - committed)
+        except Exception:  # noqa: BLE001 - revoked meanwhile: its new owner starts at the committed offset
+            log.warning("%s: could not seek back", tp, exc_info=True)
     return healed
 
 

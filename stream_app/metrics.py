@@ -14,7 +14,7 @@ CONSUMER_REPAIRS = Counter(
     "Events the Faust consumer dropped around a rebalance that were read again (stream_app.batching)",
     ["kind"], registry=REGISTRY,
 )
-for _kind in ("gap_refilled", "tail_reread"):
+for _kind in ("gap_refilled", "tail_reread", "commit_hole"):
     CONSUMER_REPAIRS.labels(_kind)  # exported at 0 from the start
 DEAD_LETTERED = Counter(
     "badbuzz_events_dead_lettered_total", "Messages sent to the dead-letter topic", ["reason"], registry=REGISTRY

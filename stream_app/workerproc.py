@@ -38,7 +38,8 @@ class WorkerProcess:
         """Start the worker and wait until ``/ready`` answers 200."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", "warning"],
+            level = self.env.get("BADBUZZ_LOG_LEVEL", "warning")
+            self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", level],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
