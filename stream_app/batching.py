@@ -282,8 +282,11 @@ class _Acker:
                             tp, len(offsets), min(offsets))
                 try:
                     records = await read_records(self.bootstrap, tp, offsets)
-                except Exception:  # noqa: BLE001 - left uncommitted: read again after a restart
+                except Exception:  # noqa: BLE001
                     log.exception("%s: could not read the dropped offsets", tp)
+                    # Faust counts a jump in offsets as done (a gap): the commit would pass over them.
+                    # Without it the commit waits, and CommitWatch reads them again.
+                    consumer._gap[tp].chop(min(offsets), max(offsets) + 1)
                     continue
                 extra += [FetchedEvent(consumer._to_message(tp, r)) for r in records]
                 self.guard.filled += len(records)

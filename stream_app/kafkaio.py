@@ -91,8 +91,6 @@ def decode(value: bytes | None) -> Any:
         return value.decode("utf-8", "replace")
 
 
-
-
 async def group_lag(url: str, group: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """Highwater minus the group's committed offset per partition (what ``kafka-consumer-groups`` shows)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), group_id=group, enable_auto_commit=False,

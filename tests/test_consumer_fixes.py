@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
 from faust.transport.consumer import Consumer
+from faust.types import TP as FaustTP
 from intervaltree import IntervalTree
 
 from stream_app.batching import CommitWatch
 from stream_app.consumer_fixes import dedup_commit_offsets, lowest_done, next_commit_offset
 
-TP = ("tweets", 0)
+TP = FaustTP("tweets", 0)
 
 
 def consumer(acked: list[int], committed: int | None, gaps: tuple[tuple[int, int], ...] = ()) -> SimpleNamespace:
@@ -77,3 +79,21 @@ def test_a_hole_before_done_offsets_is_reported_once_it_lasts() -> None:
     assert watch.holes(hole, idle=10, now=111.0) == {}  # once per idle period
     assert watch.holes({TP: (256, 257)}, idle=10, now=130.0) == {}  # Faust commits across one offset
     assert watch.holes({TP: (300, 301)}, idle=10, now=131.0) == {} and watch.since == {}
+
+
+def test_a_failed_refill_is_not_committed_past() -> None:
+    from stream_app.batching import _Acker
+    from stream_app.broker import free_port
+
+    c = consumer(list(range(0, 5)), committed=0, gaps=((5, 10),))  # Faust saw the jump 4 -> 10
+    c.app = SimpleNamespace(consumer_generation_id=1)
+    c._to_message = lambda tp, record: record
+    stream = SimpleNamespace(app=SimpleNamespace(consumer=c, consumer_generation_id=1))
+    ev = lambda offset: SimpleNamespace(message=SimpleNamespace(tp=TP, offset=offset))  # noqa: E731
+    acker = _Acker(stream, 16, 0.0, f"127.0.0.1:{free_port()}")  # nothing listens: the refill fails
+    assert asyncio.run(acker.complete([ev(o) for o in range(5)])) != []
+    events = asyncio.run(acker.complete([ev(10), ev(11)]))
+    assert [e.message.offset for e in events] == [10, 11]
+    assert not c._gap[TP].overlaps(5, 10)
+    c._acked[TP] += [10, 11]
+    assert next_commit_offset(c, TP) == 5  # stops before the offsets it could not read
