@@ -21,6 +21,7 @@ import orjson
 
 from stream_app.broker import ensure_topics
 from stream_app.config import Settings
+from stream_app.events import tweet_key
 from stream_app.kafkaio import produce_messages
 from stream_app.simulator import Scenario
 
@@ -28,16 +29,16 @@ Message = tuple[bytes | None, bytes]
 
 
 def history_messages(scenario: Scenario, now: float) -> Iterator[Message]:
-    """Calm past traffic, keyed by brand (the partitioning key of the pipeline)."""
+    """Calm past traffic, keyed by tweet id (``events.tweet_key``: a storm spreads over the workers)."""
     for tweet in scenario.history(now):
-        yield tweet["brand"].encode(), orjson.dumps(tweet)
+        yield tweet_key(tweet), orjson.dumps(tweet)
 
 
 def live_messages(scenario: Scenario, start: float, duration: float, rate: float) -> Iterator[tuple[float, Message]]:
     """``(send_offset_s, (key, value))``; live tweets carry no created_at (event time = Kafka timestamp)."""
     for offset, tweet in scenario.live(start, duration, rate):
         tweet.pop("created_at", None)
-        yield offset, (tweet["brand"].encode(), orjson.dumps(tweet))
+        yield offset, (tweet_key(tweet), orjson.dumps(tweet))
 
 
 async def paced(events: Iterator[tuple[float, Message]], start: float) -> AsyncIterator[Message]:

@@ -22,6 +22,7 @@ import orjson
 
 from .broker import EmbeddedBroker, free_port
 from .config import Settings
+from .events import tweet_key
 from .kafkaio import consume_topic, produce_messages
 from .simulator import Scenario
 from .workerproc import WorkerProcess, isolated_env
@@ -97,23 +98,25 @@ async def _drain(url: str, topic: str, n: int, timeout: float) -> list[Any]:
 
 
 def pipeline_run(url: str, name: str, tweets: list[dict[str, Any]], workdir: Path, *, workers: int = 1,
-                 threads: int = 0, rate: float | None = None) -> dict[str, Any]:
+                 threads: int = 0, rate: float | None = None, pin: bool = False) -> dict[str, Any]:
     """Start ``workers`` workers on fresh topics, push ``tweets`` (as fast as possible, or at ``rate``)
-    and measure until every enriched event is back."""
+    and measure until every enriched event is back. ``pin`` gives worker i core i alone (the broker and the
+    load generator still run anywhere)."""
     procs = []
     for i in range(workers):
         env = isolated_env(url, name, workdir / f"state-{name}-{i}", free_port())
         env["BADBUZZ_ORT_THREADS"] = str(threads)
         if threads:  # workers sharing the cores: one run at a time each
             env["BADBUZZ_ORT_PARALLEL"] = "1"
-        procs.append(WorkerProcess(env, workdir / f"worker-{name}-{i}.log"))
+        cpus = {i % (os.cpu_count() or 1)} if pin else None
+        procs.append(WorkerProcess(env, workdir / f"worker-{name}-{i}.log", cpus=cpus))
     try:
         for p in procs:
             p.start()
         if workers > 1:
             time.sleep(12)  # let the group settle on its final assignment before timing
         topic_in, topic_out = procs[0].env["BADBUZZ_TOPIC_TWEETS"], procs[0].env["BADBUZZ_TOPIC_ENRICHED"]
-        msgs = [((t.get("brand") or "").encode(), orjson.dumps(t)) for t in tweets]
+        msgs = [(tweet_key(t), orjson.dumps(t)) for t in tweets]
 
         async def run() -> tuple[float, list[Any]]:
             start = time.time()
@@ -153,7 +156,8 @@ def main(args: Any) -> int:
     texts = [t["text"] for t in unique]
     runs: dict[str, list[Any]] = {k: [] for k in ("model_limit", "model_sequential", "model_parallel", "score",
                                                   "score_2634", "pipeline", "latency",
-                                                  "burst", "rss", "workers_1", "workers_2")}
+                                                  "burst", "rss", "workers_1", "workers_2",
+                                                  "pinned_1", "pinned_2")}
     print(f"badbuzz bench: {n} tweets, {repeat} repeats, {os.cpu_count()} cores", flush=True)
     for i in range(repeat):
         limits = model_limit(enricher, texts)
@@ -182,8 +186,14 @@ def main(args: Any) -> int:
                 runs["workers_1"].append(one["tweets_per_s"])
                 runs["workers_2"].append(pipeline_run(broker.url, f"two{i}", unique, workdir, workers=2,
                                                       threads=1)["tweets_per_s"])
+                # the scaled-down form of "each worker on its own cores": one core per worker
+                runs["pinned_1"].append(pipeline_run(broker.url, f"pone{i}", unique, workdir, threads=1,
+                                                     pin=True)["tweets_per_s"])
+                runs["pinned_2"].append(pipeline_run(broker.url, f"ptwo{i}", unique, workdir, workers=2,
+                                                     threads=1, pin=True)["tweets_per_s"])
                 print(f"  scale-out {i + 1}: 1 worker {runs['workers_1'][-1]:.0f}/s, "
-                      f"2 workers {runs['workers_2'][-1]:.0f}/s", flush=True)
+                      f"2 workers {runs['workers_2'][-1]:.0f}/s; one core each: {runs['pinned_1'][-1]:.0f}/s, "
+                      f"{runs['pinned_2'][-1]:.0f}/s", flush=True)
     limit = median(runs["model_limit"])
     result = {
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
@@ -199,6 +209,9 @@ def main(args: Any) -> int:
         "burst_tweets_per_s": median(runs["burst"]), "burst_ratio": median(runs["burst"]) / median(runs["pipeline"]),
         "scaleout": ({"one_worker": median(runs["workers_1"]), "two_workers": median(runs["workers_2"]),
                       "ratio": median(runs["workers_2"]) / median(runs["workers_1"])} if runs["workers_1"] else None),
+        "scaleout_own_core": ({"one_worker": median(runs["pinned_1"]), "two_workers": median(runs["pinned_2"]),
+                               "ratio": median(runs["pinned_2"]) / median(runs["pinned_1"])}
+                              if runs["pinned_1"] else None),
         "raw": runs,
     }  # fmt: skip
     (out_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -225,6 +238,10 @@ def render_table(r: dict[str, Any]) -> str:
     if r.get("scaleout"):
         s = r["scaleout"]
         rows.append(("1 vs 2 workers, 4 partitions (1 ORT thread each)",
+                     f"{s['one_worker']:.0f} vs {s['two_workers']:.0f} tweets/s", f"{s['ratio']:.2f} x"))
+    if r.get("scaleout_own_core"):
+        s = r["scaleout_own_core"]
+        rows.append(("1 vs 2 workers, 4 partitions, each worker pinned to a core of its own",
                      f"{s['one_worker']:.0f} vs {s['two_workers']:.0f} tweets/s", f"{s['ratio']:.2f} x"))
     out = [f"badbuzz bench: {r['machine']['cores']} cores, {r['tweets_per_run']} tweets per run, medians of "
            f"{r['repeats']} runs, model {r['model']['name']} {r['model']['version']}", "",

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from .config import ENV_DOCS, Settings
+from .events import tweet_key
 from .kafkaio import consume_topic, decode, produce_messages
 
 
@@ -137,8 +138,7 @@ def file_messages(args: argparse.Namespace):
     for i, row in enumerate(read_rows(args.file)):
         tweet = to_tweet(row, i, args.file, text_column=args.text_column, id_column=args.id_column,
                          time_column=args.time_column, brand=args.brand)
-        key = (tweet.get("brand") or tweet.get("id") or "").encode() or None
-        yield key, orjson.dumps(tweet)
+        yield tweet_key(tweet), orjson.dumps(tweet)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import orjson
 
 from .broker import broker_for, ensure_topics
 from .config import Settings
+from .events import tweet_key
 from .kafkaio import consume_topic, produce_messages
 from .simulator import Scenario
 from .workerproc import WorkerProcess
@@ -34,7 +35,7 @@ def line(event: dict) -> str:
 async def _traffic(url: str, settings: Settings, duration: float, rate: float, seed: int) -> None:
     sc = Scenario(seed=seed)
     now = time.time()
-    history = [(t["brand"].encode(), orjson.dumps(t)) for t in sc.history(now)]
+    history = [(tweet_key(t), orjson.dumps(t)) for t in sc.history(now)]
     n = await produce_messages(url, settings.topics.tweets, history)
     print(f"-- backfilled {n} tweets of calm history (last 15 minutes of event time)", flush=True)
     start = time.time()
@@ -49,7 +50,7 @@ async def _paced(events, start: float):
         if delay > 0:
             await asyncio.sleep(delay)
         tweet.pop("created_at", None)
-        yield tweet["brand"].encode(), orjson.dumps(tweet)
+        yield tweet_key(tweet), orjson.dumps(tweet)
 
 
 async def _show(url: str, settings: Settings, duration: float) -> None:

@@ -6,7 +6,20 @@ and are used where typed events help (feedback, alerts, dead letters).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import faust
+
+
+def tweet_key(tweet: Mapping[str, Any]) -> bytes | None:
+    """Kafka key of a tweet on topic ``tweets``: its id.
+
+    Enrichment is stateless, so any key is correct; the id spreads one brand's storm over every
+    partition and worker. The worker re-keys enriched events by brand for the alerting tables.
+    """
+    key = tweet.get("id") or tweet.get("brand")
+    return str(key).encode() if key else None
 
 
 class Author(faust.Record, serializer="json"):

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from stream_app.alerting.windows import to_epoch
+from stream_app.events import tweet_key
 from stream_app.kafkaio import consume_topic, produce_messages
 from stream_app.metrics import REGISTRY
 from stream_app.simulator import Scenario
@@ -27,7 +28,7 @@ def storm_traffic(now: float, seed: int = 11) -> list[tuple[bytes, bytes]]:
     sc = Scenario(seed=seed)
     msgs = [t for t in sc.history(now - 180, minutes=30, per_minute=24)]
     msgs += [sc.storm_tweet(now - 170 + i * 0.5) for i in range(320)]
-    return [(t["brand"].encode(), orjson.dumps({k: v for k, v in t.items() if k != "storm"})) for t in msgs]
+    return [(tweet_key(t), orjson.dumps({k: v for k, v in t.items() if k != "storm"})) for t in msgs]
 
 
 async def read_all(url: str, topic: str, idle: float) -> list[dict]:

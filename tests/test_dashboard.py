@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
+from stream_app.events import tweet_key
 from stream_app.kafkaio import produce_messages
 from stream_app.simulator import Scenario
 
@@ -68,7 +69,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
 
 
 def encode(tweets) -> list[tuple[bytes, bytes]]:
-    return [(t["brand"].encode(), orjson.dumps(t)) for t in tweets]
+    return [(tweet_key(t), orjson.dumps(t)) for t in tweets]
 
 
 def chart(driver, brand: str) -> tuple[int, int]:

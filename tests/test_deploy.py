@@ -722,19 +722,19 @@ def load_simulator():
     return module
 
 
-def test_simulator_produces_brand_keyed_live_tweets():
+def test_simulator_produces_id_keyed_live_tweets():
     from stream_app.simulator import Scenario
 
     sim = load_simulator()
     history = list(sim.history_messages(Scenario(seed=1), 1_790_000_000.0))
-    assert history and all(json.loads(v)["brand"].encode() == k for k, v in history)
+    assert history and all(json.loads(v)["id"].encode() == k for k, v in history)
     live = list(sim.live_messages(Scenario(seed=1), 1_790_000_000.0, duration=10, rate=5))
     offsets = [o for o, _ in live]
     assert offsets == sorted(offsets) and offsets[-1] < 10
     tweets = [json.loads(v) for _, (_, v) in live]
     assert all("created_at" not in t for t in tweets), "live tweets take the Kafka timestamp as event time"
     assert len({t["id"] for t in tweets}) == len(tweets)
-    assert all(k == t["brand"].encode() for (_, (k, _)), t in zip(live, tweets, strict=True))
+    assert all(k == t["id"].encode() for (_, (k, _)), t in zip(live, tweets, strict=True))
 
 
 def test_simulator_needs_a_broker(monkeypatch, capsys):

@@ -11,6 +11,7 @@ import jsonschema
 import orjson
 import pytest
 
+from stream_app.events import tweet_key
 from stream_app.kafkaio import consume_topic, produce_messages
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ def good_tweets(n: int) -> list[tuple[bytes, bytes]]:
                  "author": {"id": f"u{i % 17}", "handle": f"user{i % 17}", "followers": (i * 37) % 20000}}
         if i % 3 == 0:
             tweet["created_at"] = "2026-11-18T10:00:00Z"
-        out.append((brand.encode(), orjson.dumps(tweet)))
+        out.append((tweet_key(tweet), orjson.dumps(tweet)))
     return out
 
 
@@ -123,3 +124,25 @@ def test_batches_grow_with_the_backlog_and_every_offset_is_committed(broker, sta
     while (lag := metric("badbuzz_consumer_lag{")) and any(lag) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert lag and not any(lag), f"offsets left uncommitted: {lag}"
+
+
+def test_one_brands_storm_is_scored_by_every_worker(broker, start_worker):
+    """Tweets keyed by id spread one brand's storm over the workers; enriched events are re-keyed by brand,
+    so the brand's alerting state still lives on one partition."""
+    workers = [start_worker("spread"), start_worker("spread")]
+    topics = {k: workers[0].env[f"BADBUZZ_TOPIC_{k.upper()}"] for k in ("tweets", "enriched")}
+    storm = [{"id": f"s-{i}", "text": f"@airparadis flight {i} cancelled, stranded at the gate", "brand": "airparadis"}
+             for i in range(600)]
+
+    async def scenario():
+        # over ~10 s, so the group settles on both workers while the storm goes on
+        await produce_messages(broker.url, topics["tweets"], [(tweet_key(t), orjson.dumps(t)) for t in storm],
+                               rate=60)
+        return await collect(broker.url, topics["enriched"], 600)
+
+    enriched = asyncio.run(scenario())
+    assert {orjson.loads(r.value)["id"] for r in enriched} == {t["id"] for t in storm}
+    assert {r.key for r in enriched} == {b"airparadis"} and len({r.partition for r in enriched}) == 1
+    per_worker = [sum(float(line.rsplit(" ", 1)[1]) for line in w.get("/metrics").decode().splitlines()
+                      if line.startswith("badbuzz_events_enriched_total")) for w in workers]
+    assert all(n > 0 for n in per_worker), f"enriched per worker: {per_worker}"

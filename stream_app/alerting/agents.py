@@ -1,6 +1,7 @@
 """Faust wiring of the alerting core: event-time count tables, rule evaluation, alerts, delivery.
 
-Topics are co-partitioned by brand (``tweets.enriched`` and ``tweets.feedback`` are keyed by brand),
+Topics are co-partitioned by brand (``tweets.enriched`` and ``tweets.feedback`` are keyed by brand; the
+input ``tweets`` need not be: enrichment re-keys),
 so one worker owns all buckets of a brand. The count table holds tumbling buckets keyed
 ``brand|bucket``; rules sum the last K buckets (cheaper than hopping windows). Rules are evaluated
 once per brand per micro-batch and, via tick messages from a timer, when traffic is quiet.

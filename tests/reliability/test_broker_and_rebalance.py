@@ -13,6 +13,7 @@ import pytest
 
 from stream_app.bench import make_tweets
 from stream_app.broker import EmbeddedBroker
+from stream_app.events import tweet_key
 from stream_app.kafkaio import consume_topic, produce_messages
 from stream_app.workerproc import WorkerProcess
 
@@ -58,7 +59,7 @@ def test_worker_joining_and_leaving_loses_nothing(broker, start_worker):
     first = start_worker("rebal")
     topics = {k: first.env[f"BADBUZZ_TOPIC_{k.upper()}"] for k in ("tweets", "enriched")}
     tweets = make_tweets(1500, seed=31)
-    msgs = [(t["brand"].encode(), orjson.dumps(t)) for t in tweets]
+    msgs = [(tweet_key(t), orjson.dumps(t)) for t in tweets]
     producer = threading.Thread(target=lambda: asyncio.run(produce_messages(broker.url, topics["tweets"], msgs,
                                                                             rate=60)))
     producer.start()

@@ -13,6 +13,7 @@ import pytest
 
 from stream_app.bench import make_tweets
 from stream_app.broker import EmbeddedBroker
+from stream_app.events import tweet_key
 from stream_app.kafkaio import consume_topic, group_lag, produce_messages
 
 from ..conftest import worker_process
@@ -63,7 +64,7 @@ def test_kill_9_during_storm_loses_nothing_and_notifies_once(broker, start_worke
     topics = {k: first.env[f"BADBUZZ_TOPIC_{k.upper()}"] for k in ("tweets", "enriched", "alerts")}
     # a storm with history, then unique tweets (no cache help) so that the kill lands mid-stream
     msgs = storm_traffic(time.time(), seed=21)
-    msgs += [(t["brand"].encode(), orjson.dumps(t)) for t in make_tweets(1500, seed=22)]
+    msgs += [(tweet_key(t), orjson.dumps(t)) for t in make_tweets(1500, seed=22)]
     want = {orjson.loads(v)["id"] for _, v in msgs}
     storm_ids = {orjson.loads(v)["id"] for _, v in msgs if orjson.loads(v)["brand"] == "airparadis"}
     asyncio.run(produce_messages(broker.url, topics["tweets"], msgs))
