@@ -159,58 +159,63 @@ def main(args: Any) -> int:
                                                   "burst", "rss", "workers_1", "workers_2",
                                                   "pinned_1", "pinned_2")}
     print(f"badbuzz bench: {n} tweets, {repeat} repeats, {os.cpu_count()} cores", flush=True)
-    for i in range(repeat):
-        limits = model_limit(enricher, texts)
-        runs["model_sequential"].append(limits["sequential"])
-        runs["model_parallel"].append(limits["parallel"])
-        runs["model_limit"].append(max(limits.values()))
-        runs["score"].append(score_run(enricher, unique, workdir))
-        t0 = time.perf_counter()
-        score_run(enricher, make_tweets(2634, seed=3), workdir)
-        runs["score_2634"].append(time.perf_counter() - t0)
-        print(f"  run {i + 1}: model {runs['model_limit'][-1]:.0f}/s, score {runs['score'][-1]:.0f}/s, "
-              f"2634 tweets in {runs['score_2634'][-1]:.1f}s", flush=True)
+    # Each repeat measures everything once, in this order, so that every ratio compares figures taken
+    # within a couple of minutes of each other (a shared VM's speed drifts by 20-30% over an hour).
     with EmbeddedBroker() as broker:
         for i in range(repeat):
+            limits = model_limit(enricher, texts)
+            runs["model_sequential"].append(limits["sequential"])
+            runs["model_parallel"].append(limits["parallel"])
+            runs["model_limit"].append(max(limits.values()))
+            runs["score"].append(score_run(enricher, unique, workdir))
+            t0 = time.perf_counter()
+            score_run(enricher, make_tweets(2634, seed=3), workdir)
+            runs["score_2634"].append(time.perf_counter() - t0)
             sat = pipeline_run(broker.url, f"sat{i}", unique, workdir)
             runs["pipeline"].append(sat["tweets_per_s"])
             runs["rss"].append(sat["peak_rss_mb"])
             lat = pipeline_run(broker.url, f"lat{i}", unique[: n // 2], workdir, rate=0.5 * sat["tweets_per_s"])
             runs["latency"].append(lat["latency_ms"])
             runs["burst"].append(pipeline_run(broker.url, f"burst{i}", burst, workdir)["tweets_per_s"])
-            print(f"  run {i + 1}: pipeline {sat['tweets_per_s']:.0f}/s, p99 {lat['latency_ms']['p99']} ms at 50%, "
-                  f"burst {runs['burst'][-1]:.0f}/s, rss {sat['peak_rss_mb']:.0f} MB", flush=True)
-        if not args.quick:
-            for i in range(repeat):
-                one = pipeline_run(broker.url, f"one{i}", unique, workdir, threads=1)
-                runs["workers_1"].append(one["tweets_per_s"])
-                runs["workers_2"].append(pipeline_run(broker.url, f"two{i}", unique, workdir, workers=2,
-                                                      threads=1)["tweets_per_s"])
-                # the scaled-down form of "each worker on its own cores": one core per worker
-                runs["pinned_1"].append(pipeline_run(broker.url, f"pone{i}", unique, workdir, threads=1,
-                                                     pin=True)["tweets_per_s"])
-                runs["pinned_2"].append(pipeline_run(broker.url, f"ptwo{i}", unique, workdir, workers=2,
-                                                     threads=1, pin=True)["tweets_per_s"])
-                print(f"  scale-out {i + 1}: 1 worker {runs['workers_1'][-1]:.0f}/s, "
-                      f"2 workers {runs['workers_2'][-1]:.0f}/s; one core each: {runs['pinned_1'][-1]:.0f}/s, "
-                      f"{runs['pinned_2'][-1]:.0f}/s", flush=True)
+            print(f"  run {i + 1}: model {runs['model_limit'][-1]:.0f}/s, score {runs['score'][-1]:.0f}/s, "
+                  f"2634 tweets in {runs['score_2634'][-1]:.1f}s, pipeline {sat['tweets_per_s']:.0f}/s, "
+                  f"p99 {lat['latency_ms']['p99']} ms at 50%, burst {runs['burst'][-1]:.0f}/s, "
+                  f"rss {sat['peak_rss_mb']:.0f} MB", flush=True)
+            if args.quick:
+                continue
+            runs["workers_1"].append(pipeline_run(broker.url, f"one{i}", unique, workdir, threads=1)["tweets_per_s"])
+            runs["workers_2"].append(pipeline_run(broker.url, f"two{i}", unique, workdir, workers=2,
+                                                  threads=1)["tweets_per_s"])
+            # the scaled-down form of "each worker on its own cores": one core per worker
+            runs["pinned_1"].append(pipeline_run(broker.url, f"pone{i}", unique, workdir, threads=1,
+                                                 pin=True)["tweets_per_s"])
+            runs["pinned_2"].append(pipeline_run(broker.url, f"ptwo{i}", unique, workdir, workers=2,
+                                                 threads=1, pin=True)["tweets_per_s"])
+            print(f"  scale-out {i + 1}: 1 worker {runs['workers_1'][-1]:.0f}/s, "
+                  f"2 workers {runs['workers_2'][-1]:.0f}/s; one core each: {runs['pinned_1'][-1]:.0f}/s, "
+                  f"{runs['pinned_2'][-1]:.0f}/s", flush=True)
     limit = median(runs["model_limit"])
+
+    def ratio(num: str, den: str) -> float:
+        """Median over repeats of each repeat's own ratio."""
+        return median([a / b for a, b in zip(runs[num], runs[den], strict=True)])
+
     result = {
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "model": enricher.model_info, "tweets_per_run": n, "repeats": repeat,
         "model_limit_tweets_per_s": limit,
         "model_limit_by_strategy": {"sequential": median(runs["model_sequential"]),
                                     "parallel": median(runs["model_parallel"])},
-        "score_tweets_per_s": median(runs["score"]), "score_ratio": median(runs["score"]) / limit,
+        "score_tweets_per_s": median(runs["score"]), "score_ratio": ratio("score", "model_limit"),
         "score_2634_seconds": median(runs["score_2634"]),
-        "pipeline_tweets_per_s": median(runs["pipeline"]), "pipeline_ratio": median(runs["pipeline"]) / limit,
+        "pipeline_tweets_per_s": median(runs["pipeline"]), "pipeline_ratio": ratio("pipeline", "model_limit"),
         "latency_ms_at_50pct": {p: median([r[p] for r in runs["latency"]]) for p in ("p50", "p95", "p99")},
         "worker_peak_rss_mb": median(runs["rss"]),
-        "burst_tweets_per_s": median(runs["burst"]), "burst_ratio": median(runs["burst"]) / median(runs["pipeline"]),
+        "burst_tweets_per_s": median(runs["burst"]), "burst_ratio": ratio("burst", "pipeline"),
         "scaleout": ({"one_worker": median(runs["workers_1"]), "two_workers": median(runs["workers_2"]),
-                      "ratio": median(runs["workers_2"]) / median(runs["workers_1"])} if runs["workers_1"] else None),
+                      "ratio": ratio("workers_2", "workers_1")} if runs["workers_1"] else None),
         "scaleout_own_core": ({"one_worker": median(runs["pinned_1"]), "two_workers": median(runs["pinned_2"]),
-                               "ratio": median(runs["pinned_2"]) / median(runs["pinned_1"])}
+                               "ratio": ratio("pinned_2", "pinned_1")}
                               if runs["pinned_1"] else None),
         "raw": runs,
     }  # fmt: skip
