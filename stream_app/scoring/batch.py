@@ -39,8 +39,8 @@ def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text"
                progress: bool = True, max_text: int = 4000) -> dict[str, Any]:
     from tqdm import tqdm
 
-    rows = list(read_rows(src))
     started = time.perf_counter()
+    rows = list(read_rows(src))
     results: list[tuple[dict[str, Any] | None, str]] = [(None, "")] * len(rows)
     pending: list[tuple[int, dict[str, Any]]] = []
     invalid = 0
@@ -65,7 +65,6 @@ def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text"
     if pending:
         flush()
     bar.close()
-    seconds = time.perf_counter() - started
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     if is_jsonl(dst):
@@ -82,6 +81,7 @@ def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text"
                 flat = {c: row.get(c, "") for c in in_cols}
                 flat = {k: (orjson.dumps(v).decode() if isinstance(v, dict | list) else v) for k, v in flat.items()}
                 writer.writerow(flat | csv_fields(out, err))
+    seconds = time.perf_counter() - started  # reading, parsing, scoring, rules and writing
     n = len(rows) - invalid
     return {"rows": len(rows), "enriched": n, "invalid": invalid, "seconds": seconds,
             "tweets_per_s": n / seconds if seconds else 0.0}
