@@ -88,3 +88,28 @@ def test_smoothing_moves_outliers_into_weights_without_changing_fp32_outputs(mon
         return sess.run(["logits"], feed)[0]
 
     np.testing.assert_allclose(logits(model), logits(onnx.load(str(FP32))), atol=2e-4)
+
+
+def test_masked_lm_masks_only_real_tokens(monkeypatch):
+    """models/mlm.py: BERT's 15% / 80-10-10 masking, never on [CLS], [SEP] or padding."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(FP32.parents[2]))
+    from mlm import mask_tokens
+
+    cls, sep, pad, mask_id, vocab = 101, 102, 0, 103, 30522
+    gen = torch.Generator().manual_seed(1)
+    body = torch.randint(1000, 2000, (400, 30), generator=gen)
+    padding = torch.zeros(400, 8, dtype=torch.long)
+    ids = torch.cat([torch.full((400, 1), cls), body, torch.full((400, 1), sep), padding], 1)
+    att = (ids != pad).long()
+    special = torch.tensor([cls, sep, pad])
+    inputs, labels = mask_tokens(ids, att, special, mask_id, vocab, gen)
+    chosen = labels != -100
+    assert not chosen[:, 0].any() and not chosen[:, 31:].any()  # [CLS], [SEP] and padding never chosen
+    assert abs(chosen.float().sum().item() / (400 * 30) - 0.15) < 0.01
+    assert torch.equal(labels[chosen], ids[chosen])  # the model must predict the original token
+    assert torch.equal(inputs[~chosen], ids[~chosen])  # nothing else changes
+    as_mask = (inputs[chosen] == mask_id).float().mean().item()
+    kept = (inputs[chosen] == ids[chosen]).float().mean().item()
+    assert abs(as_mask - 0.8) < 0.03 and 0.07 < kept < 0.13  # 10% kept as they were
