@@ -163,8 +163,11 @@ def main() -> None:
         print(json.dumps({"before": before, "corpus": len(seqs), "steps": plan["total"]}), flush=True)
 
     def save_checkpoint() -> None:
+        """Written aside, then renamed: a run stopped mid-write keeps the previous checkpoint."""
+        part = ckpt.with_suffix(".part")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "gen": gen.get_state(), "step": step, "total": plan["total"], "before": before}, ckpt)
+                    "gen": gen.get_state(), "step": step, "total": plan["total"], "before": before}, part)
+        part.replace(ckpt)
 
     def freeze_encoder(frozen: bool) -> None:
         for p in model.bert.parameters():
