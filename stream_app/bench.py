@@ -100,11 +100,19 @@ async def _drain(url: str, topic: str, n: int, timeout: float) -> list[Any]:
 WARMUP = 256  # tweets sent to each fresh pipeline before timing (one full batch)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pipeline_run(url: str, name: str, tweets: list[dict[str, Any]], workdir: Path, *, workers: int = 1,
-                 threads: int = 0, rate: float | None = None, pin: bool = False) -> dict[str, Any]:
+                 threads: int = 0, rate: float | None = None, pin: bool = False,
+                 broker_pid: int | None = None) -> dict[str, Any]:
     """Start ``workers`` workers on fresh topics, push ``tweets`` (as fast as possible, or at ``rate``)
     and measure until every enriched event is back. ``pin`` gives worker i core i alone (the broker and the
-    load generator still run anywhere)."""
+    load generator still run anywhere). CPU per tweet of the workers and the broker (``broker_pid``) is
+    taken over the timed part."""
     procs = []
     for i in range(workers):
         env = isolated_env(url, name, workdir / f"state-{name}-{i}", free_port())
@@ -125,13 +133,19 @@ def pipeline_run(url: str, name: str, tweets: list[dict[str, Any]], workdir: Pat
         warm = [(tweet_key(t), orjson.dumps(t)) for t in make_tweets(WARMUP, seed=99)]
         warm_ids = {orjson.loads(v)["id"] for _, v in warm}
 
+        pids = [p.proc.pid for p in procs] + ([broker_pid] if broker_pid else [])
+        cpu: list[float] = []
+
         async def run() -> tuple[float, list[Any]]:
             await produce_messages(url, topic_in, warm)
             await _drain(url, topic_out, len(warm), timeout=60)
+            cpu.extend(cpu_seconds(pid) for pid in pids)
             start = time.time()
             consumer = asyncio.create_task(_drain(url, topic_out, len(warm) + len(msgs), timeout=60))
             await produce_messages(url, topic_in, msgs, rate=rate)
             records = await consumer
+            for i, pid in enumerate(pids):
+                cpu[i] = cpu_seconds(pid) - cpu[i]
             return start, [r for r in records if orjson.loads(r.value)["id"] not in warm_ids]
 
         start, records = asyncio.run(run())
@@ -144,14 +158,63 @@ def pipeline_run(url: str, name: str, tweets: list[dict[str, Any]], workdir: Pat
             "tweets_per_s": len(msgs) / (end_ms / 1000 - start),
             "latency_ms": {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99)},
             "peak_rss_mb": max(p.peak_rss_mb() for p in procs),
+            "cpu_ms_per_tweet": {"workers": 1000 * sum(cpu[:workers]) / len(msgs),
+                                 "broker": 1000 * sum(cpu[workers:]) / len(msgs)},
         }
     finally:
         for p in procs:
             p.stop()
 
 
+def relay_run(url: str, name: str, tweets: list[dict[str, Any]], broker_pid: int, partitions: int = 4
+              ) -> dict[str, Any]:
+    """The floor under any Python worker: a bare aiokafka loop that reads the tweets already in a topic,
+    parses each and writes it to another topic, with no model, rules or Faust. CPU per tweet of this
+    process and of the broker over the loop."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from .broker import bootstrap, ensure_topics
+
+    src, dst = f"bench-relay-{name}-in", f"bench-relay-{name}-out"
+
+    async def run() -> dict[str, Any]:
+        await ensure_topics(url, [src, dst], partitions)
+        await produce_messages(url, src, [(tweet_key(t), orjson.dumps(t)) for t in tweets])
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), enable_auto_commit=False,
+                                    fetch_max_wait_ms=50)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), linger_ms=5, acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            tps = [TopicPartition(src, p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            broker0, own0, start = cpu_seconds(broker_pid), time.process_time(), time.perf_counter()
+            done = 0
+            while done < len(tweets):
+                batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+                sent = []
+                for records in batch.values():
+                    for rec in records:
+                        event = orjson.loads(rec.value)
+                        event["relayed"] = True
+                        sent.append(await producer.send(dst, value=orjson.dumps(event), key=rec.key))
+                done += len(sent)
+                await asyncio.gather(*sent)
+            seconds = time.perf_counter() - start
+            return {"tweets_per_s": len(tweets) / seconds,
+                    "cpu_ms_per_tweet": {"relay": 1000 * (time.process_time() - own0) / len(tweets),
+                                         "broker": 1000 * (cpu_seconds(broker_pid) - broker0) / len(tweets)}}
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    return asyncio.run(run())
+
+
 def main(args: Any) -> int:
     from .enrich import load_enricher
+    from .scoring.text import normalize_for_model, retweeted_text
 
     settings = Settings.from_env()
     repeat = max(1, args.repeat)
@@ -162,11 +225,13 @@ def main(args: Any) -> int:
     enricher = load_enricher(settings)
     unique = make_tweets(n, seed=1)
     burst = make_tweets(n, seed=2, duplicate_share=0.4)
+    # every tweet but the first repeats a scored text: the pipeline's own cost with the model out of the way
+    all_hits = make_tweets(n, seed=4, duplicate_share=1.0)
     texts = [t["text"] for t in unique]
     runs: dict[str, list[Any]] = {k: [] for k in ("model_limit", "model_sequential", "model_parallel", "score",
-                                                  "score_2634", "pipeline", "latency",
-                                                  "burst", "rss", "workers_1", "workers_2",
-                                                  "pinned_1", "pinned_2")}
+                                                  "score_2634", "pipeline", "pipeline_cpu", "latency",
+                                                  "burst", "rss", "all_hits", "relay", "workers_1",
+                                                  "workers_2", "pinned_1", "pinned_2")}
     print(f"badbuzz bench: {n} tweets, {repeat} repeats, {os.cpu_count()} cores", flush=True)
     # Each repeat measures everything once, in this order, so that every ratio compares figures taken
     # within a couple of minutes of each other (a shared VM's speed drifts by 20-30% over an hour).
@@ -180,16 +245,22 @@ def main(args: Any) -> int:
             t0 = time.perf_counter()
             score_run(enricher, make_tweets(2634, seed=3), workdir)
             runs["score_2634"].append(time.perf_counter() - t0)
-            sat = pipeline_run(broker.url, f"sat{i}", unique, workdir)
+            bpid = broker.process.pid if broker.process else None
+            sat = pipeline_run(broker.url, f"sat{i}", unique, workdir, broker_pid=bpid)
             runs["pipeline"].append(sat["tweets_per_s"])
+            runs["pipeline_cpu"].append(sat["cpu_ms_per_tweet"])
             runs["rss"].append(sat["peak_rss_mb"])
             lat = pipeline_run(broker.url, f"lat{i}", unique[: n // 2], workdir, rate=0.5 * sat["tweets_per_s"])
             runs["latency"].append(lat["latency_ms"])
             runs["burst"].append(pipeline_run(broker.url, f"burst{i}", burst, workdir)["tweets_per_s"])
+            runs["all_hits"].append(pipeline_run(broker.url, f"hits{i}", all_hits, workdir, broker_pid=bpid))
+            if bpid:
+                runs["relay"].append(relay_run(broker.url, f"{i}", unique * 5, bpid))  # enough for /proc ticks
             print(f"  run {i + 1}: model {runs['model_limit'][-1]:.0f}/s, score {runs['score'][-1]:.0f}/s, "
                   f"2634 tweets in {runs['score_2634'][-1]:.1f}s, pipeline {sat['tweets_per_s']:.0f}/s, "
                   f"p99 {lat['latency_ms']['p99']} ms at 50%, burst {runs['burst'][-1]:.0f}/s, "
-                  f"rss {sat['peak_rss_mb']:.0f} MB", flush=True)
+                  f"rss {sat['peak_rss_mb']:.0f} MB, all cache hits {runs['all_hits'][-1]['tweets_per_s']:.0f}/s",
+                  flush=True)
             if args.quick:
                 continue
             runs["workers_1"].append(pipeline_run(broker.url, f"one{i}", unique, workdir, threads=1)["tweets_per_s"])
@@ -209,6 +280,20 @@ def main(args: Any) -> int:
         """Median over repeats of each repeat's own ratio."""
         return median([a / b for a, b in zip(runs[num], runs[den], strict=True)])
 
+    cores = os.cpu_count() or 1
+    # CPU bounds. At saturation the pipeline spends `sat` ms of CPU per tweet (worker + broker); the cores
+    # cannot deliver more than cores / sat tweets per second however well the work overlaps. With every
+    # tweet a cache hit it spends `hit` ms (no model): `sat - hit` is the model's share, and a burst whose
+    # texts repeat in a share d of tweets needs about (1 - d) * (sat - hit) + hit per tweet.
+    sat_ms = [sum(c.values()) for c in runs["pipeline_cpu"]]
+    hit_ms = [sum(h["cpu_ms_per_tweet"].values()) for h in runs["all_hits"]]
+    dup_share = 1 - len({normalize_for_model(retweeted_text(t["text"])) for t in burst}) / len(burst)
+    bound = {
+        "saturation_cpu_ms_per_tweet": median(sat_ms), "cache_hit_cpu_ms_per_tweet": median(hit_ms),
+        "pipeline_ratio": median([cores * 1000 / c / lim for c, lim in zip(sat_ms, runs["model_limit"], strict=True)]),
+        "burst_duplicate_share": dup_share,
+        "burst_ratio": median([c / ((1 - dup_share) * (c - h) + h) for c, h in zip(sat_ms, hit_ms, strict=True)]),
+    }
     result = {
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "model": enricher.model_info, "tweets_per_run": n, "repeats": repeat,
@@ -221,6 +306,14 @@ def main(args: Any) -> int:
         "latency_ms_at_50pct": {p: median([r[p] for r in runs["latency"]]) for p in ("p50", "p95", "p99")},
         "worker_peak_rss_mb": median(runs["rss"]),
         "burst_tweets_per_s": median(runs["burst"]), "burst_ratio": ratio("burst", "pipeline"),
+        "pipeline_cpu_ms_per_tweet": {k: median([c[k] for c in runs["pipeline_cpu"]]) for k in ("workers", "broker")},
+        "all_cache_hits": {"tweets_per_s": median([h["tweets_per_s"] for h in runs["all_hits"]]),
+                           "cpu_ms_per_tweet": {k: median([h["cpu_ms_per_tweet"][k] for h in runs["all_hits"]])
+                                                for k in ("workers", "broker")}},
+        "relay_floor": ({"tweets_per_s": median([r["tweets_per_s"] for r in runs["relay"]]),
+                         "cpu_ms_per_tweet": {k: median([r["cpu_ms_per_tweet"][k] for r in runs["relay"]])
+                                              for k in ("relay", "broker")}} if runs["relay"] else None),
+        "cpu_bound": bound,
         "scaleout": ({"one_worker": median(runs["workers_1"]), "two_workers": median(runs["workers_2"]),
                       "ratio": ratio("workers_2", "workers_1")} if runs["workers_1"] else None),
         "scaleout_own_core": ({"one_worker": median(runs["pinned_1"]), "two_workers": median(runs["pinned_2"]),
@@ -249,6 +342,27 @@ def render_table(r: dict[str, Any]) -> str:
         ("worker peak RSS", f"{r['worker_peak_rss_mb']:.0f} MB", ""),
         ("burst, 40% duplicates", f"{r['burst_tweets_per_s']:.0f} tweets/s", f"{r['burst_ratio']:.2f} x no-dup"),
     ]
+    if r.get("all_cache_hits"):
+        h, c, b = r["all_cache_hits"], r["pipeline_cpu_ms_per_tweet"], r["cpu_bound"]
+        cores = r["machine"]["cores"]
+        rows += [
+            ("CPU per tweet at saturation, worker + broker",
+             f"{c['workers']:.2f} + {c['broker']:.2f} ms", ""),
+            ("pipeline, every tweet a cache hit (no model): throughput; worker + broker CPU per tweet",
+             f"{h['tweets_per_s']:.0f} tweets/s; {h['cpu_ms_per_tweet']['workers']:.2f} + "
+             f"{h['cpu_ms_per_tweet']['broker']:.2f} ms", ""),
+        ]
+        if r.get("relay_floor"):
+            f = r["relay_floor"]
+            rows.append(("bare aiokafka relay, no Faust/model/rules: throughput; relay + broker CPU per tweet",
+                         f"{f['tweets_per_s']:.0f} tweets/s; {f['cpu_ms_per_tweet']['relay']:.3f} + "
+                         f"{f['cpu_ms_per_tweet']['broker']:.3f} ms", ""))
+        rows += [
+            ("CPU bound of the pipeline: cores / CPU per tweet at saturation (no core ever idle)",
+             f"{cores * 1000 / b['saturation_cpu_ms_per_tweet']:.0f} tweets/s", f"{b['pipeline_ratio']:.2f}"),
+            (f"CPU bound of the burst ratio ({b['burst_duplicate_share']:.0%} of texts repeated; the model's "
+             "share of the CPU skipped for them)", "", f"{b['burst_ratio']:.2f} x no-dup"),
+        ]
     if r.get("scaleout"):
         s = r["scaleout"]
         rows.append(("1 vs 2 workers, 4 partitions (1 ORT thread each)",
