@@ -15,6 +15,9 @@ trains alone for the first ``--head-steps``, so that its first, large gradients 
 Only the encoder is written out: ``OUT/model.safetensors`` (same keys as the base encoder, so
 ``train.py``, ``soft_targets.py`` and ``export.py`` read it through ``$BADBUZZ_ENCODER_DIR``) next to the
 base encoder's config and tokenizer. Seeded and resumable (``OUT/checkpoint.pt``), like ``train.py``.
+
+Measured (MODEL_CARD.md, "Domain-adaptive pre-training"): 1.1 epochs on CPU, then recipe A from the base
+and from the adapted encoder side by side: within 0.7 point of TweetEval val macro-recall at every evaluation.
 """
 
 from __future__ import annotations
