@@ -3,7 +3,10 @@
     python models/train.py --out models/.work/minilm --epochs 1
 
 Checkpoints go to ``OUT/checkpoint.pt`` every ``--save-every`` steps; re-running the same
-command resumes from it. The best evaluation by TweetEval val macro-recall is kept as ``OUT/best.pt``.
+command resumes from it. The best evaluation by the mean macro-recall of TweetEval val and French UMSAB val
+(those of them evaluated, ``--eval-sets``) is kept as ``OUT/best.pt``. ``$BADBUZZ_ENCODER_DIR`` picks the
+encoder (``convert_e5.py``: multilingual e5-small, ``--mix multilingual``); its text prefix (e5: ``"query: "``)
+is prepended to every text and recorded in ``OUT/encoder.json`` for export and runtime.
 Runs on CUDA when there is one (``--device``). ``--soft-targets`` trains a student on an ensemble's
 probabilities (``soft_targets.py``); ``--time-budget`` shortens the schedule (not just the run) when
 the measured speed says the planned epochs would not fit.
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import base_encoder_dir, build_model, eval_sets, training_mix
+from common import base_encoder_dir, build_model, encoder_prefix, eval_sets, selection_score, training_mix
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
@@ -83,6 +86,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=8e-5)
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--s140", type=int, default=15000, help="Sentiment140 rows to add (0 = none)")
+    ap.add_argument("--mix", choices=("english", "multilingual"), default="english")
+    ap.add_argument("--eval-sets", help="comma-separated eval sets during training (default: all)")
+    ap.add_argument("--freeze-word-embeddings", action="store_true",
+                    help="no gradient on the word table: on CPU, AdamW on e5's 96M-row table costs more than the rest")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (speed checks)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--class-weighted", action="store_true", help="inverse-frequency class weights")
     ap.add_argument("--soft-targets", type=Path, help=".npy of teacher probabilities, one row per mix row")
@@ -90,9 +98,16 @@ def main() -> None:
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=0, help="steps between val evals (0 = per epoch)")
     ap.add_argument("--time-budget", type=float, default=0, help="seconds; fit the schedule into it")
+    ap.add_argument("--deadline", help="UTC time (ISO 8601) the run must end by: sets --time-budget, rerun-safe")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    if args.deadline:
+        from datetime import datetime
+
+        args.time_budget = datetime.fromisoformat(args.deadline).timestamp() - time.time()
+        if args.time_budget <= 0:
+            raise SystemExit(f"deadline {args.deadline} has passed")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -103,14 +118,18 @@ def main() -> None:
     tok.no_padding()
     tok.no_truncation()
     model = build_model(enc_dir).to(args.device)
+    if args.freeze_word_embeddings:
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    prefix = encoder_prefix(enc_dir)
+    (args.out / "encoder.json").write_text(json.dumps({"prefix": prefix, "encoder_dir": str(enc_dir)}) + "\n")
 
-    rows = training_mix(args.s140)
-    seqs = tokenize(tok, [t for t, _ in rows], args.max_len)
+    rows = training_mix(args.s140, args.mix)
+    seqs = tokenize(tok, [prefix + t for t, _ in rows], args.max_len)
     labels = torch.tensor([y for _, y in rows])
     lengths = [len(s) for s in seqs]
     evals = {
-        name: (tokenize(tok, [t for t, _ in r], args.max_len), np.array([y for _, y in r]))
-        for name, r in eval_sets().items()
+        name: (tokenize(tok, [prefix + t for t, _ in r], args.max_len), np.array([y for _, y in r]))
+        for name, r in eval_sets(args.eval_sets.split(",") if args.eval_sets else None).items()
     }
     soft = None
     if args.soft_targets:
@@ -123,8 +142,9 @@ def main() -> None:
         weight = (counts.sum() / (3 * counts)).to(args.device)
     steps_per_epoch = math.ceil(len(rows) / args.batch)
     plan = {"total": int(steps_per_epoch * args.epochs)}
-    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
-    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if not any(k in n for k in ("bias", "LayerNorm"))]
+    no_decay = [p for n, p in trainable if any(k in n for k in ("bias", "LayerNorm"))]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
     )
@@ -145,6 +165,7 @@ def main() -> None:
         step, best, history = state["step"], state["best"], state["history"]
         plan["total"] = state.get("total", plan["total"])
         print(f"resumed at step {step}/{plan['total']}", flush=True)
+    print(f"{len(rows)} training rows, {plan['total']} steps planned", flush=True)
 
     log = open(args.out / "train.log", "a")
     model.train()
@@ -155,7 +176,7 @@ def main() -> None:
         epoch = step // steps_per_epoch
         batches = length_bucketed_batches(lengths, args.batch, random.Random(args.seed + epoch))
         for b in batches[step % steps_per_epoch :]:
-            if step >= plan["total"]:
+            if step >= plan["total"] or (args.max_steps and step >= args.max_steps):
                 break
             ids, mask = pad([seqs[i] for i in b], args.device)
             logits = model(ids, mask)
@@ -182,7 +203,11 @@ def main() -> None:
                     print(f"time budget: {plan['total']} -> {fit} steps", flush=True)
                     plan["total"] = fit
                     bar.total = fit
-            if step % 50 == 0:
+            if args.time_budget and time.time() - t0 > args.time_budget - 240 and step < plan["total"]:
+                # slower than calibrated (shared CPU): end now, with the final evaluation and checkpoint
+                print(f"time budget spent: ending at step {step} of {plan['total']}", flush=True)
+                plan["total"] = step
+            if step % 50 == 0 or step == args.max_steps:
                 rate = seen / (time.time() - t0)
                 log.write(
                     json.dumps(
@@ -199,11 +224,13 @@ def main() -> None:
             end_epoch = step % steps_per_epoch == 0 or step == plan["total"]
             if end_epoch or (args.eval_every and step % args.eval_every == 0):
                 metrics = {name: evaluate(model, s, g, args.device) for name, (s, g) in evals.items()}
-                history.append({"step": step, "epoch": round(step / steps_per_epoch, 2), **metrics})
+                score = selection_score(metrics)
+                history.append(
+                    {"step": step, "epoch": round(step / steps_per_epoch, 2), **metrics, "selection": round(score, 4)}
+                )
                 log.write(json.dumps(history[-1]) + "\n")
                 log.flush()
                 print(json.dumps(history[-1]), flush=True)
-                score = metrics["tweeteval_val"]["macro_recall"]
                 if score > best:
                     best = score
                     torch.save(
@@ -211,6 +238,7 @@ def main() -> None:
                             "model": model.state_dict(),
                             "step": step,
                             "metrics": metrics,
+                            "prefix": prefix,
                             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
                             | {"total_steps": plan["total"]},
                         },
@@ -229,8 +257,11 @@ def main() -> None:
                     },
                     ckpt,
                 )
+        if args.max_steps and step >= args.max_steps:
+            print(f"stopped at --max-steps {step}: {seen / (time.time() - t0):.1f} samples/s", flush=True)
+            return
     bar.close()
-    print(json.dumps({"done": True, "best_tweeteval_val_macro_recall": best}), flush=True)
+    print(json.dumps({"done": True, "best_selection_score": best}), flush=True)
 
 
 if __name__ == "__main__":
