@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--eval-sets", help="comma-separated eval sets during training (default: all)")
     ap.add_argument("--freeze-word-embeddings", action="store_true",
                     help="no gradient on the word table: on CPU, AdamW on e5's 96M-row table costs more than the rest")
+    ap.add_argument("--freeze-layers", type=int, default=0,
+                    help="also freeze all embeddings and the first N encoder layers (no backward through them)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (speed checks)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--class-weighted", action="store_true", help="inverse-frequency class weights")
@@ -120,6 +122,10 @@ def main() -> None:
     model = build_model(enc_dir).to(args.device)
     if args.freeze_word_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    if args.freeze_layers:
+        model.encoder.embeddings.requires_grad_(False)
+        for layer in model.encoder.encoder.layer[: args.freeze_layers]:
+            layer.requires_grad_(False)
     prefix = encoder_prefix(enc_dir)
     (args.out / "encoder.json").write_text(json.dumps({"prefix": prefix, "encoder_dir": str(enc_dir)}) + "\n")
 
@@ -171,7 +177,7 @@ def main() -> None:
     model.train()
     bar = tqdm(total=plan["total"], initial=step, desc=args.out.name, mininterval=10)
     t0, seen, running = time.time(), 0, 0.0
-    calibrate_at = step + 100
+    start_step, planned = step, int(steps_per_epoch * args.epochs)
     while step < plan["total"]:
         epoch = step // steps_per_epoch
         batches = length_bucketed_batches(lengths, args.batch, random.Random(args.seed + epoch))
@@ -196,10 +202,13 @@ def main() -> None:
             seen += len(b)
             running = 0.98 * running + 0.02 * loss.item() if running else loss.item()
             bar.update(1)
-            if args.time_budget and step == calibrate_at:
-                # evaluation passes cost about 3% of the training time on these set sizes
-                fit = int((args.time_budget * 0.9 - (time.time() - t0)) * 100 / (time.time() - t0)) + step
-                if fit < plan["total"]:
+            if args.time_budget and (step - start_step) % 100 == 0:
+                # re-fit the schedule to the average speed so far (a shared CPU's speed varies), never beyond
+                # the planned epochs; 8% is kept for the evaluation passes and the last one
+                elapsed = time.time() - t0
+                fit = step + int((args.time_budget * 0.92 - elapsed) * (step - start_step) / elapsed)
+                fit = max(step + 1, min(planned, fit))
+                if fit != plan["total"]:
                     print(f"time budget: {plan['total']} -> {fit} steps", flush=True)
                     plan["total"] = fit
                     bar.total = fit
