@@ -99,12 +99,12 @@ FREE_SILVER = {  # silver_emotion of french_free_telecom_tweets.csv -> label
 
 def multilingual_mix(
     s140_rows: int,
-    tweeteval_rows: int = 21000,
-    airline_rows_n: int = 6000,
+    tweeteval_rows: int = 30000,
+    airline_rows_n: int = 7000,
     umsab_repeat: int = 3,
     free_negatives: int = 1500,
 ) -> list[tuple[str, int]]:
-    """English (~30k: TweetEval + airline train + Sentiment140 prefix) and French (~27k) for a multilingual encoder.
+    """English (~41k with ``s140_rows=4000``: TweetEval, airline train, Sentiment140 prefix) and French (~27k).
 
     English is sub-sampled so that French weighs about as much on a CPU budget of one pass. French:
     UMSAB train (the only human 3-class French data, in the selection metric's domain: repeated),
