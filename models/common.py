@@ -47,6 +47,25 @@ def encoder_prefix(encoder_dir: Path) -> str:
     return json.loads(meta.read_text()).get("prefix", "") if meta.exists() else ""
 
 
+def serving_tokenizer_json(encoder_dir: Path) -> str:
+    """The encoder's tokenizer.json for the runtime, its prefix baked in as a first ``Prepend`` normalizer.
+
+    The serving runtime (``stream_app.scoring.sentiment``) then needs no notion of prefixes; the ids equal
+    training's ``prefix + text`` for every non-empty text (Prepend skips an empty string).
+    """
+    import json
+
+    text = (Path(encoder_dir) / "tokenizer.json").read_text()
+    prefix = encoder_prefix(encoder_dir)
+    if not prefix:
+        return text
+    spec = json.loads(text)
+    norm = spec.get("normalizer")
+    steps = norm["normalizers"] if norm and norm["type"] == "Sequence" else [norm] if norm else []
+    spec["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": prefix}, *steps]}
+    return json.dumps(spec, ensure_ascii=False)
+
+
 class SentimentClassifier(nn.Module):
     """Encoder + masked mean pooling + linear head (MiniLM was pre-trained with mean pooling)."""
 

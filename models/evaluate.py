@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import LABELS, base_encoder_dir, eval_sets, sentiment140_heldout
+from common import LABELS, base_encoder_dir, eval_sets, sentiment140_heldout, serving_tokenizer_json
 
 from stream_app.scoring.evaluate import classification_report
 from stream_app.scoring.sentiment import SentimentModel
@@ -28,7 +27,7 @@ def load_variant(onnx: Path, threads: int) -> SentimentModel:
     """Wrap a bare .onnx file in a temporary model folder so the serving runtime loads it."""
     tmp = Path(tempfile.mkdtemp(prefix="bbeval-"))
     os.symlink(onnx.resolve(), tmp / "model.onnx")
-    shutil.copyfile(base_encoder_dir() / "tokenizer.json", tmp / "tokenizer.json")
+    (tmp / "tokenizer.json").write_text(serving_tokenizer_json(base_encoder_dir()))  # e5: "query: " baked in
     (tmp / "config.json").write_text(
         json.dumps({"name": onnx.stem, "version": "eval", "labels": list(LABELS), "max_length": 64})
     )

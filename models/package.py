@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from common import base_encoder_dir
+from common import base_encoder_dir, serving_tokenizer_json
 
 NAME = "badbuzz-sentiment-minilm"
 QUANTIZATION = {
@@ -35,7 +35,7 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.onnx, args.out / "model.onnx")
-    shutil.copyfile(base_encoder_dir() / "tokenizer.json", args.out / "tokenizer.json")
+    (args.out / "tokenizer.json").write_text(serving_tokenizer_json(base_encoder_dir()))
     recipe = {}
     if args.ckpt:
         import torch
