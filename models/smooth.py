@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from common import base_encoder_dir, training_mix
+from common import base_encoder_dir, serving_tokenizer_json, training_mix
 from onnx import helper, numpy_helper
 from tokenizers import Tokenizer
 
@@ -44,7 +44,7 @@ def activation_maxima(model: onnx.ModelProto, names: list[str], texts: list[str]
     probe.CopyFrom(model)
     probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    tok = Tokenizer.from_file(str(base_encoder_dir() / "tokenizer.json"))
+    tok = Tokenizer.from_str(serving_tokenizer_json(base_encoder_dir()))  # with the encoder's prefix, as served
     tok.enable_truncation(64)
     tok.enable_padding()
     amax: dict[str, np.ndarray] = {}

@@ -4,7 +4,8 @@
 
 An ensemble of runs that differ only by seed or recipe is more accurate than any of them; training
 one student on its averaged probabilities (``train.py --soft-targets``) keeps most of that gain at
-the cost of one model. Rows are in ``training_mix`` order, so the student must use the same ``--s140``.
+the cost of one model. Rows are in ``training_mix`` order, so the student must use the same ``--s140``
+and ``--mix``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import base_encoder_dir, build_model, training_mix
+from common import base_encoder_dir, build_model, encoder_prefix, training_mix
 from tokenizers import Tokenizer
 from train import predict_probs, tokenize
 
@@ -23,6 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--ckpts", nargs="+", type=Path, required=True)
     ap.add_argument("--s140", type=int, default=15000)
+    ap.add_argument("--mix", choices=("english", "multilingual"), default="english", help="as given to train.py")
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -32,7 +34,8 @@ def main() -> None:
     tok = Tokenizer.from_file(str(enc_dir / "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
-    seqs = tokenize(tok, [t for t, _ in training_mix(args.s140)], args.max_len)
+    prefix = encoder_prefix(enc_dir)
+    seqs = tokenize(tok, [prefix + t for t, _ in training_mix(args.s140, args.mix)], args.max_len)
     model = build_model(enc_dir).to(args.device)
     total = np.zeros((len(seqs), 3), dtype=np.float32)
     for ckpt in args.ckpts:
