@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--fp32", type=Path, required=True)
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--alpha", type=float, default=0.85, help="SmoothQuant migration strength")
+    ap.add_argument("--mix", choices=("english", "multilingual"), default="english",
+                    help="training mix the calibration tweets come from (train.py's --mix)")
     args = ap.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     optimized = optimize(args.fp32, args.out_dir / "fp32.opt.onnx")
@@ -45,7 +47,7 @@ def main() -> None:
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         print(f"{out} {out.stat().st_size / 1e6:.1f} MB")
     out = args.out_dir / "int8.smooth.onnx"
-    smooth_mixed(args.fp32, out, alpha=args.alpha)
+    smooth_mixed(args.fp32, out, alpha=args.alpha, mix=args.mix)
     print(f"{out} {out.stat().st_size / 1e6:.1f} MB")
     out = args.out_dir / "int8.weightonly.onnx"
     weight_only(args.fp32, out)
@@ -53,7 +55,7 @@ def main() -> None:
 
 
 def smooth_mixed(fp32: Path, out: Path, *, alpha: float, fp32_ffn_layers: tuple[int, ...] = (0, 1, 2),
-                 calibration: int = 512, seed: int = 7) -> Path:
+                 calibration: int = 512, seed: int = 7, mix: str = "english") -> Path:
     """SmoothQuant (models/smooth.py), then per-channel dynamic int8: uint8 weights for the attention's
     q/k/v projections, int8 for the other MatMuls, the FFN output projections of the first layers fp32.
 
@@ -69,7 +71,7 @@ def smooth_mixed(fp32: Path, out: Path, *, alpha: float, fp32_ffn_layers: tuple[
     from common import training_mix
     from smooth import smooth
 
-    train = [t for t, _ in training_mix(0)]
+    train = [t for t, _ in training_mix(0, mix)]
     model = onnx.load(str(fp32))
     smooth(model, random.Random(seed).sample(train, calibration), alpha)
     embedding_nodes = per_row_int8_embeddings(model)
