@@ -92,3 +92,24 @@ def test_mean_pooled_embeddings_match_the_engine(converted):
             assert cosine >= 0.999, (text, cosine)
     # the bar means something: different texts sit well below it
     assert float(reference[0] @ reference[6]) < 0.95
+
+
+def test_pruned_vocabulary_keeps_the_corpus_segmentation_and_spells_out_the_rest(convert_e5):
+    """models/prune_vocab.py: kept ids are remapped in order, used texts tokenize as before, others by characters."""
+    pytest.importorskip("torch")  # models/common.py
+    import prune_vocab
+    from tokenizers import Tokenizer
+
+    pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁", "a", "b", "c", "▁ab", "▁ba", "▁abc", "▁cab", "<mask>"]
+    scores = [0, 0, 0, 0, -2, -3, -3, -4, -1, -1.5, -0.5, -0.7, 0]
+    special = {"bos": 0, "eos": 2, "pad": 1, "unk": 3}
+    spec = convert_e5.tokenizer_json(pieces, scores, special, {})
+    full = Tokenizer.from_str(json.dumps(spec))
+    used = prune_vocab.used_ids(full, ["ab ba"])
+    keep = prune_vocab.kept_ids(spec["model"]["vocab"], used, keep_top=1)
+    assert [pieces[i] for i in keep] == ["<s>", "<pad>", "</s>", "<unk>", "▁", "a", "b", "c", "▁ab", "▁ba", "▁abc",
+                                        "<mask>"]  # "▁abc" is the best-scored piece, "▁cab" goes
+    pruned = Tokenizer.from_str(json.dumps(prune_vocab.pruned_tokenizer(spec, keep)))
+    assert pruned.encode("ab ba").tokens == full.encode("ab ba").tokens == ["<s>", "▁ab", "▁ba", "</s>"]
+    assert pruned.encode("cab").tokens == ["<s>", "▁", "c", "a", "b", "</s>"]
+    assert prune_vocab.changed(full, pruned, keep, ["ab ba", "abc", "cab"]) == 1
