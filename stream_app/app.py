@@ -78,6 +78,7 @@ class Pipeline:
     negatives: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
     latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     alert_rules: Any = None
+    alert_engine: Any = None
 
     def update_lag(self) -> None:
         """Input-topic lag per assigned partition: highwater minus committed offset."""
@@ -220,6 +221,7 @@ def _wire_enrichment(pipe: Pipeline) -> None:
             now = time.time()
             recent = pipe.recent
             for ev, msg in enriched:
+                ev["source_partition"] = msg.partition
                 brand = ev.get("brand")
                 recent[ev["id"]] = (brand, ev["sentiment"]["label"], ev["text"])
                 if len(recent) > RECENT_PREDICTIONS:

@@ -135,10 +135,23 @@ def file_messages(args: argparse.Namespace):
             for line in fh:
                 yield None, line.rstrip(b"\r\n")
         return
-    for i, row in enumerate(read_rows(args.file)):
-        tweet = to_tweet(row, i, args.file, text_column=args.text_column, id_column=args.id_column,
-                         time_column=args.time_column, brand=args.brand)
+    tweets = (to_tweet(row, i, args.file, text_column=args.text_column, id_column=args.id_column,
+                       time_column=args.time_column, brand=args.brand, brand_column=args.brand_column)
+              for i, row in enumerate(read_rows(args.file)))
+    if args.in_time_order:
+        tweets = iter(sorted(tweets, key=_event_time_or_zero))
+    for tweet in tweets:
         yield tweet_key(tweet), orjson.dumps(tweet)
+
+
+def _event_time_or_zero(tweet: dict) -> int:
+    """Sort key for ``--in-time-order``: rows without a valid time go first (they are dead-lettered anyway)."""
+    from .parsing import InvalidTweet, parse_time
+
+    try:
+        return parse_time(tweet["created_at"]) if "created_at" in tweet else 0
+    except InvalidTweet:
+        return 0
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -217,6 +230,27 @@ def cmd_feedback_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts_backtest(args: argparse.Namespace) -> int:
+    from .alerting import AlertConfigError, load_rules
+    from .backtest import backtest, render
+
+    settings = _settings()
+    try:
+        rules = load_rules(args.rules or settings.alert_rules)
+    except AlertConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    enricher = None if args.sentiment_from_labels else _enricher(settings)
+    try:
+        result = backtest(args.file, rules, enricher, labels=args.labels or args.sentiment_from_labels,
+                          episode_floor=args.episode_floor, sentiment_from_labels=args.sentiment_from_labels)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    print(render(result))
+    if args.json:
+        args.json.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
@@ -248,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--id-column", help="id column (default: id, then tweet_id; generated stably when absent)")
     s.add_argument("--time-column", help="event time column (default: created_at)")
     s.add_argument("--brand", help="brand to set on every tweet")
+    s.add_argument("--brand-column", help="column naming each row's brand, e.g. airline (\"US Airways\" -> usairways)")
+    s.add_argument("--in-time-order", action="store_true",
+                   help="send rows sorted by event time, as a live feed would (files are often newest first)")
     s.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
     s.add_argument("--raw", action="store_true", help="send each line of the file unparsed as one message")
     s.set_defaults(func=cmd_produce)
@@ -270,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="embedded broker + worker + scenario simulator (chatter, then a bad-buzz storm)")
     s.add_argument("--duration", type=float, default=120.0, help="seconds of live traffic")
-    s.add_argument("--rate", type=float, default=20.0, help="chatter tweets per second")
+    s.add_argument("--rate", type=float, default=5.0, help="chatter tweets per second (the storm adds 6x that)")
     s.add_argument("--seed", type=int, default=7)
     s.set_defaults(func=cmd_demo)
 
@@ -297,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", type=Path, required=True)
     e.add_argument("--timeout", type=float, default=3.0)
     e.set_defaults(func=cmd_feedback_export)
+
+    s = sub.add_parser("alerts", help="alert engine tools")
+    asub = s.add_subparsers(dest="alerts_command", required=True)
+    e = asub.add_parser("backtest", help="replay a CSV/JSONL of tweets (created_at, brand) through the same "
+                        "enrichment and alert engine, offline, in event time; print what would have been sent")
+    e.add_argument("file", type=Path)
+    e.add_argument("--labels", action="store_true",
+                   help="score against surge episodes derived from the file's sentiment labels")
+    e.add_argument("--sentiment-from-labels", action="store_true",
+                   help="feed the human labels instead of the model (rules-only ceiling; implies --labels)")
+    e.add_argument("--episode-floor", type=int, default=12, help="min negatives in a surge hour (default 12)")
+    e.add_argument("--rules", type=Path, help="alert rules TOML (default: BADBUZZ_ALERT_RULES or the shipped one)")
+    e.add_argument("--json", type=Path, help="also write the full result (alerts, episodes, score) as JSON")
+    e.set_defaults(func=cmd_alerts_backtest)
 
     s = sub.add_parser("bench", help="benchmarks: model limit, score, pipeline, latency, memory, burst, scale-out")
     s.add_argument("--quick", action="store_true", help="shorter runs")

@@ -60,6 +60,7 @@ class EnrichedTweet(faust.Record, serializer="json"):
     text: str
     created_at: str
     event_time_ms: int
+    source_partition: int | None
     lang: str
     brand: str | None
     author: Author | None
@@ -112,6 +113,10 @@ class AlertEvent(faust.Record, serializer="json"):
     samples: list[AlertSample]
     dashboard_url: str
     created_at: str
+    status: str
+    reason: str
+    incident_start: str | None
+    note: str | None
 
 
 class ErrorInfo(faust.Record, serializer="json"):

@@ -41,6 +41,11 @@ ALERTS = Counter("badbuzz_alerts_total", "Alerts raised", ["rule", "severity"], 
 NOTIFICATIONS = Counter(
     "badbuzz_notifications_total", "Notifier deliveries", ["channel", "outcome"], registry=REGISTRY
 )
+ALERT_ENGINE_EVENTS = Counter(
+    "badbuzz_alert_engine_events_total", "Tweets and reports seen by the alert engine: counted, duplicate "
+    "(re-delivered, counted once by tweet id) or late (its bucket was already final)", ["outcome"],
+    registry=REGISTRY,
+)
 FEEDBACK = Counter("badbuzz_feedback_total", "Feedback events", ["kind"], registry=REGISTRY)
 CONSUMER_LAG = Gauge("badbuzz_consumer_lag", "Input topic lag per partition", ["partition"], registry=REGISTRY)
 MODEL_INFO = Info("badbuzz_model", "Sentiment model and rules in use", registry=REGISTRY)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def to_tweet(row: dict[str, Any], index: int, path: str | Path, *, text_column: str = "text",
-             id_column: str | None = None, time_column: str | None = None, brand: str | None = None) -> dict[str, Any]:
+             id_column: str | None = None, time_column: str | None = None, brand: str | None = None,
+             brand_column: str | None = None) -> dict[str, Any]:
     """Map a file row onto the input tweet schema (unknown columns are dropped)."""
     if isinstance(row.get("data"), dict):  # already a Twitter v2 envelope
         return row
@@ -47,6 +49,13 @@ def to_tweet(row: dict[str, Any], index: int, path: str | Path, *, text_column: 
     created = row.get(time_column or "created_at")
     if created not in (None, ""):
         out["created_at"] = created
+    if brand_column and row.get(brand_column) not in (None, ""):
+        out["brand"] = brand_slug(str(row[brand_column]))
     if brand:
         out["brand"] = brand
     return out
+
+
+def brand_slug(name: str) -> str:
+    """``"US Airways"`` -> ``"usairways"``: the handle form the rule tables' brands.toml uses."""
+    return re.sub(r"[^a-z0-9_]", "", name.lower().lstrip("@"))

@@ -22,7 +22,7 @@ STREAM_TOPICS="${BADBUZZ_TOPIC_TWEETS:-tweets} ${BADBUZZ_TOPIC_ENRICHED:-tweets.
 ${BADBUZZ_TOPIC_FEEDBACK:-tweets.feedback} ${BADBUZZ_TOPIC_ALERTS:-alerts} ${BADBUZZ_TOPIC_DLQ:-tweets.dlq} \
 ${APP_ID}-alert-ticks"
 # Faust names a table's changelog <app id>-<table>-changelog (tables: stream_app/alerting/agents.py).
-CHANGELOG_TOPICS="${APP_ID}-alert-counts-changelog ${APP_ID}-alert-groups-changelog \
+CHANGELOG_TOPICS="${APP_ID}-alert-state-changelog ${APP_ID}-alert-groups-changelog \
 ${APP_ID}-alert-digest-changelog ${APP_ID}-alert-deliveries-changelog"
 
 tries=0

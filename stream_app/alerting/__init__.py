@@ -1,7 +1,8 @@
-"""Alerting core: windowed counts, rules as data, Alertmanager-style policy, notifiers."""
+"""Alerting core: the event-time alert engine, rules as data, Alertmanager-style policy, notifiers."""
 
 from ._schema import AlertConfigError
 from .config import AlertConfig, build_dispatcher, load_config, parse_config
+from .engine import AlertEngine
 from .feedback import is_misclassification, write_feedback_csv
 from .notifiers import (
     ConsoleNotifier,
@@ -16,13 +17,13 @@ from .notifiers import (
     render_sms,
 )
 from .policy import Alert, AlertPolicy, Decision, PolicyConfig, PolicyEngine, Routing, mask_email, mask_phone
-from .rules import Candidate, RuleSet, evaluate, load_rules
-from .windows import Buckets, Ewma, WindowCounts, bucket_of, table_key, window_sum
+from .rules import Candidate, RuleSet, load_rules
+from .windows import Buckets, bucket_of
 
 __all__ = [
-    "Alert", "AlertConfig", "AlertConfigError", "AlertPolicy", "Buckets", "Candidate", "ConsoleNotifier", "Decision",
-    "DeliveryResult", "Dispatcher", "EmailNotifier", "Ewma", "PolicyConfig", "PolicyEngine", "RetryPolicy",
-    "Routing", "RuleSet", "SmsNotifier", "SmtpSettings", "TwilioSettings", "WebhookNotifier", "WindowCounts",
-    "bucket_of", "build_dispatcher", "evaluate", "is_misclassification", "load_config", "load_rules", "mask_email",
-    "mask_phone", "parse_config", "render_sms", "table_key", "window_sum", "write_feedback_csv",
+    "Alert", "AlertConfig", "AlertConfigError", "AlertEngine", "AlertPolicy", "Buckets", "Candidate",
+    "ConsoleNotifier", "Decision", "DeliveryResult", "Dispatcher", "EmailNotifier", "PolicyConfig", "PolicyEngine",
+    "RetryPolicy", "Routing", "RuleSet", "SmsNotifier", "SmtpSettings", "TwilioSettings", "WebhookNotifier",
+    "bucket_of", "build_dispatcher", "is_misclassification", "load_config", "load_rules", "mask_email", "mask_phone",
+    "parse_config", "render_sms", "write_feedback_csv",
 ]

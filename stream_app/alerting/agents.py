@@ -1,15 +1,20 @@
-"""Faust wiring of the alerting core: event-time count tables, rule evaluation, alerts, delivery.
+"""Faust wiring of the alerting core: the event-time alert engine per brand, alerts, delivery.
 
-Topics are co-partitioned by brand (``tweets.enriched`` and ``tweets.feedback`` are keyed by brand; the
-input ``tweets`` need not be: enrichment re-keys),
-so one worker owns all buckets of a brand. The count table holds tumbling buckets keyed
-``brand|bucket``; rules sum the last K buckets (cheaper than hopping windows). Rules are evaluated
-once per brand per micro-batch and, via tick messages from a timer, when traffic is quiet.
-Delivery is idempotent per alert id: the ``alert-deliveries`` table remembers which
-``channel:recipient`` pairs already got an alert, so a replay after a crash sends nothing twice.
-A delivery is first marked as started (``~sms:...``) and the changelog flushed before any provider
-is called; a crash before the confirmation leaves it "uncertain": SMS is then checked against
-Twilio's message list, e-mail is sent again with the same Message-ID.
+``tweets.enriched`` and ``tweets.feedback`` are keyed by brand, so one worker owns a brand's engine state
+(table ``alert-state``, brand -> :mod:`.engine` state). Each enriched tweet names the input partition it was
+read from; the engine's watermark is the slowest partition's event time, so a replay read as fast as the
+partitions go finalises the same buckets, in the same order, as a paced stream, and raises the same alerts.
+
+The wall clock lives here only: a timer sends tick messages, and a brand that has been quiet for
+``idle_flush_seconds`` has its buckets finalised (everything seen, or up to now minus the allowed lateness
+when its stream is live), and quiet-hours digests that are due are delivered.
+
+Delivery is idempotent per alert id: the ``alert-deliveries`` table remembers which ``channel:recipient``
+pairs already got an alert, so a replay after a crash sends nothing twice. A delivery is first marked as
+started (``~sms:...``) and the changelog flushed before any provider is called; a crash before the
+confirmation leaves it "uncertain": SMS is then checked against Twilio's message list, e-mail is sent again
+with the same Message-ID. Per recipient, at most ``sms_per_hour`` SMS go out in any hour; the excess is
+carried by the alert's e-mail.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections import deque
 from typing import Any
 
 import faust
@@ -27,14 +33,15 @@ from .. import metrics
 from ..batching import acked_batches
 from ..broker import bootstrap
 from .config import AlertConfig
+from .engine import AlertEngine, Outcome
 from .feedback import is_misclassification
 from .notifiers import Dispatcher
 from .policy import Alert
-from .rules import evaluate
-from .windows import WindowCounts, table_key, to_epoch
+from .windows import to_epoch
 
 log = logging.getLogger("badbuzz.alerting")
 TICK_SECONDS = 10.0
+LIVE_HORIZON_MS = 6 * 3_600_000  # newest event time this close to the wall clock: the brand's stream is live
 
 
 def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> None:
@@ -42,14 +49,15 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
     s = pipe.settings
     rules = config.rules
     policy = config.make_policy()
-    horizon = rules.history_buckets
+    engine = AlertEngine(rules, expected_sources=s.partitions)
     parts = s.partitions
 
-    counts = app.Table("alert-counts", default=None, partitions=parts, help="brand|bucket -> WindowCounts")
+    states = app.Table("alert-state", default=None, partitions=parts, help="brand -> alert engine state")
     groups = app.Table("alert-groups", default=None, partitions=parts, help="rule:brand:subject -> policy state")
     digests = app.Table("alert-digest", default=None, partitions=parts, help="brand -> alerts held by quiet hours")
     deliveries = app.Table("alert-deliveries", default=None, partitions=parts, help="alert id -> delivered pairs")
-    pipe.tables.update(counts=counts, groups=groups, digests=digests, deliveries=deliveries)
+    pipe.tables.update(states=states, groups=groups, digests=digests, deliveries=deliveries)
+    pipe.alert_engine = engine
 
     tick_name = f"{s.app_id}-alert-ticks"  # pre-created with the other topics (see app.ticks_topic)
     ticks = app.topic(tick_name, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -59,38 +67,14 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
     alerts_topic = pipe.topics["alerts"]
     brands: set[str] = set()
     pipe.brands = brands
+    arrivals: dict[str, float] = {}  # brand -> wall clock of its last event (idle flush only)
+    sms_sent: dict[str, deque[float]] = {}  # recipient -> wall clock of SMS sent in the last hour
 
-    def history(brand: str, now_bucket: int) -> dict[int, dict]:
-        out = {}
-        for b in range(now_bucket - horizon + 1, now_bucket + 1):
-            v = counts.get(table_key(brand, b))
-            if v is not None:
-                out[b] = v
-        return out
-
-    def working(pending: dict[tuple[str, int], WindowCounts], brand: str, bucket: int) -> WindowCounts:
-        """The batch's working copy of one bucket: read once, written once per micro-batch."""
-        w = pending.get((brand, bucket))
-        if w is None:
-            w = pending[(brand, bucket)] = WindowCounts.from_dict(counts.get(table_key(brand, bucket)))
-        return w
-
-    def write_back(pending: dict[tuple[str, int], WindowCounts], source_event: dict[str, Any]) -> None:
-        for (brand, bucket), w in pending.items():
-            if brand not in source_event:  # only replayed events of this brand in the batch: nothing new
-                continue
-            _as_current(source_event[brand])
-            key = table_key(brand, bucket)
-            if key not in counts:  # a new bucket: drop the ones that just left the horizon
-                for old in range(bucket - horizon - 10, bucket - horizon + 1):
-                    counts.pop(table_key(brand, old), None)
-            counts[key] = w.to_dict()
-
-    async def decide(candidates, brand: str) -> None:
-        now = time.time()
+    async def publish(candidates, brand: str) -> None:
         for cand in candidates:
             alert = Alert.from_candidate(cand, dashboard_url=s.public_url)
-            decision = policy.decide(groups.get(alert.group_key), alert, now)
+            at = to_epoch(cand.window_end)  # event time: the policy's windows never read the wall clock
+            decision = policy.decide(groups.get(alert.group_key), alert, at)
             if decision.deliver:
                 # Publish before saving the state: a crash in between re-publishes the same alert id,
                 # which delivery deduplicates.
@@ -98,16 +82,35 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 await alerts_topic.send(key=alert.id.encode(), value=orjson.dumps(event))
                 metrics.ALERTS.labels(alert.rule, alert.severity).inc()
             if decision.deferred:
-                digests[brand] = policy.add_to_digest(digests.get(brand), decision, now)
+                digests[brand] = policy.add_to_digest(digests.get(brand), decision, at)
             groups[alert.group_key] = decision.state
+
+    def count(out: Outcome) -> None:
+        for outcome in ("counted", "duplicates", "late"):
+            n = getattr(out, outcome)
+            if n:
+                metrics.ALERT_ENGINE_EVENTS.labels(outcome.rstrip("s") if outcome == "duplicates" else outcome).inc(n)
+
+    def idle_flush(brand: str, st: dict[str, Any]) -> list | None:
+        """A quiet brand: its seen buckets are final (a replay that ended, a live stream that went quiet).
+        ``None`` when nothing moved."""
+        now_ms = int(time.time() * 1000)
+        newest = engine.max_event_ms(st)
+        before = st["final"]
+        if newest is None:
+            return None
+        if now_ms - newest <= LIVE_HORIZON_MS:
+            raised = engine.advance(st, brand, max(now_ms - engine.lateness_ms, newest))
+        else:
+            raised = engine.flush(st, brand)
+        return raised if st["final"] != before else None
 
     @app.agent(source, name="alerting")
     async def alerting(stream: faust.StreamT) -> None:
         async for events in acked_batches(stream, 256, 0.05, bootstrap(s.broker)):
-            latest: dict[str, int] = {}
+            working: dict[str, dict[str, Any]] = {}
+            raised: dict[str, list] = {}
             source_event: dict[str, Any] = {}
-            claims: list[tuple[str, dict]] = []
-            pending: dict[tuple[str, int], WindowCounts] = {}
             for ev in events:
                 # Table writes go to the changelog partition of the current event; the batch
                 # iterator does not set it, so do it here (a brand always comes from one partition).
@@ -120,43 +123,42 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                     continue
                 if topic == s.topics.enriched:
                     brand = data.get("brand") or "-"
-                    bucket = rules.buckets.bucket_of(data["event_time_ms"] / 1000)
-                    w = working(pending, brand, bucket)
-                    source = f"{topic}/{ev.message.partition}"
-                    if w.already_applied(source, ev.message.offset):
-                        continue  # replayed after a crash: already counted in the changelog
-                    w.add_tweet(data)
-                    w.mark_applied(source, ev.message.offset)
-                    if data.get("is_claim") and data.get("urgency") == "critical":
-                        claims.append((brand, data))
+                    st = working.get(brand) or states.get(brand)
+                    part = data.get("source_partition")
+                    st, out = engine.ingest(st, brand, data, source="-" if part is None else str(part))
+                    arrivals[brand] = time.time()
                 elif topic == s.topics.feedback:
                     brand = data.get("brand") or "-"
                     kind = "misclassification" if is_misclassification(data) else "confirmation"
                     metrics.FEEDBACK.labels(kind).inc()
                     if kind != "misclassification":
                         continue
-                    bucket = rules.buckets.bucket_of(to_epoch(data.get("at") or time.time()))
-                    w = working(pending, brand, bucket)
-                    source = f"{topic}/{ev.message.partition}"
-                    if w.already_applied(source, ev.message.offset):
-                        continue
-                    w.add_misclassification()
-                    w.mark_applied(source, ev.message.offset)
-                else:  # tick: evaluate at wall-clock time and flush digests that are due
+                    report = {"id": data.get("tweet_id"), "event_time_ms": int(to_epoch(data.get("at") or time.time())
+                                                                              * 1000),
+                              "text": data.get("text"), "predicted_label": data.get("predicted_label"),
+                              "correct_label": data.get("correct_label"), "reporter": data.get("reporter")}
+                    st = working.get(brand) or states.get(brand)
+                    st, out = engine.ingest(st, brand, report, source=None, kind="misclassification")
+                else:  # tick: a quiet brand's buckets become final; digests that are due go out
                     brand = data["brand"]
-                    bucket = rules.buckets.bucket_of(time.time())
                     await flush_digest(brand)
+                    st = working.get(brand) or states.get(brand)
+                    quiet = time.time() - arrivals.get(brand, 0.0) >= rules.idle_flush_seconds
+                    if st is None or not quiet:
+                        continue
+                    raised_now = idle_flush(brand, st)
+                    if raised_now is None:
+                        continue
+                    out = Outcome(candidates=raised_now)
+                count(out)
+                working[brand] = st
+                raised.setdefault(brand, []).extend(out.candidates)
                 brands.add(brand)
                 source_event[brand] = ev
-                latest[brand] = max(bucket, latest.get(brand, bucket))
-            write_back(pending, source_event)
-            for brand, bucket in latest.items():
+            for brand, st in working.items():
                 _as_current(source_event[brand])
-                await decide(evaluate(rules, brand, bucket, history(brand, bucket)), brand)
-            for brand, data in claims:
-                _as_current(source_event[brand])
-                bucket = rules.buckets.bucket_of(data["event_time_ms"] / 1000)
-                await decide(evaluate(rules, brand, bucket, {}, event=data), brand)
+                await publish(raised.get(brand, ()), brand)
+                states[brand] = st
 
     async def flush_digest(brand: str) -> None:
         due, keep = policy.split_due_digest(digests.get(brand), time.time())
@@ -169,6 +171,29 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
     async def tick() -> None:
         for brand in list(brands):
             await ticks.send(key=brand.encode(), value=orjson.dumps({"brand": brand}))
+
+    def within_sms_budget(channels: dict[str, list[str]], done: set[str]) -> tuple[dict[str, list[str]], list[str]]:
+        """Drop SMS recipients over their hourly budget (the alert's e-mail still carries it)."""
+        limit = policy.config.sms_per_hour
+        if not limit or "sms" not in channels:
+            return channels, []
+        now = time.time()
+        keep, over = [], []
+        for r in channels["sms"]:
+            if f"sms:{r}" in done:
+                keep.append(r)
+                continue
+            sent = sms_sent.setdefault(r, deque())
+            while sent and now - sent[0] > 3600:
+                sent.popleft()
+            (keep if len(sent) < limit else over).append(r)
+            if len(sent) < limit:
+                sent.append(now)
+        out = dict(channels)
+        out["sms"] = keep
+        if over and not out.get("email"):
+            out["email"] = list(policy.config.routing.fallback.get("email", ()))
+        return out, over
 
     @app.agent(alerts_topic, name="notify")
     async def notify(stream: faust.StreamT) -> None:
@@ -187,6 +212,9 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             routes = policy.config.routing.for_severity(alert.severity)
             wanted = data.get("channels")
             channels = {ch: r for ch, r in routes.items() if wanted is None or ch in wanted}
+            channels, over = within_sms_budget(channels, done)
+            for _ in over:
+                metrics.NOTIFICATIONS.labels("sms", "over_budget").inc()
             todo = {f"{ch}:{r}" for ch, rs in channels.items() for r in rs} - done
             if todo - uncertain:
                 # write-ahead: the changelog knows a delivery started before any provider is called

@@ -17,7 +17,7 @@ from typing import Any
 from ._schema import AlertConfigError, Field, check_table, fail, positive
 from .notifiers import Dispatcher, RetryPolicy, build_notifiers
 from .policy import CHANNELS, AlertPolicy, PolicyConfig, parse_policy
-from .rules import RULE_NAMES, RuleSet, parse_rules, read_toml
+from .rules import RuleSet, parse_rules, read_toml
 
 __all__ = ["AlertConfig", "AlertConfigError", "build_dispatcher", "load_config", "parse_config"]
 
@@ -47,7 +47,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", env: Mapping[
     if unknown:
         raise fail(source, unknown[0], f"unknown table (expected one of: {', '.join(TOP_LEVEL)})")
     rules = parse_rules(doc, source)
-    policy = parse_policy(doc, source, env, {n: rules.cooldown_minutes(n) for n in RULE_NAMES})
+    policy = parse_policy(doc, source, env)
     d_doc = doc.get("delivery", {})
     if not isinstance(d_doc, Mapping):
         raise fail(source, "delivery", "expected a table")

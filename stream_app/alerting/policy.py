@@ -58,9 +58,13 @@ class Alert(AlertKeys):
     observed: float
     baseline: float | None
     threshold: float
-    samples: tuple[dict[str, Any], ...] = ()  # <= 3 of {id, text, author, link}
+    samples: tuple[dict[str, Any], ...] = ()  # <= 5 of {id, text, author, link}
     dashboard_url: str = ""
     created_at: str = ""
+    status: str = "firing"  # firing | resolved
+    reason: str = "new"  # new | escalation | repeat | resolved (the engine's lifecycle)
+    incident_start: str | None = None
+    note: str | None = None
 
 
     @staticmethod
@@ -75,13 +79,10 @@ class Alert(AlertKeys):
         base = dashboard_url or os.environ.get("BADBUZZ_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL
         sep = "&" if "?" in base else "?"
         url = f"{base}{sep}{urlencode({'brand': c.brand, 'alert': alert_id}, quote_via=quote)}"
-        samples = tuple(
-            {"id": s.get("id"), "text": str(s.get("text", "")), "author": s.get("author"), "link": s.get("link")}
-            for s in c.samples[:3]
-        )
+        samples = tuple(_sample(s) for s in c.samples[:5])
         return cls(alert_id, c.rule, c.severity, c.brand, c.subject, c.window_start, c.window_end,
                    float(c.observed), None if c.baseline is None else float(c.baseline), float(c.threshold),
-                   samples, url, created_at or now_iso())
+                   samples, url, created_at or now_iso(), c.status, c.reason, c.incident_start, c.note)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,19 +90,26 @@ class Alert(AlertKeys):
             "subject": self.subject, "window_start": self.window_start, "window_end": self.window_end,
             "observed": self.observed, "baseline": self.baseline, "threshold": self.threshold,
             "samples": [dict(s) for s in self.samples], "dashboard_url": self.dashboard_url,
-            "created_at": self.created_at,
+            "created_at": self.created_at, "status": self.status, "reason": self.reason,
+            "incident_start": self.incident_start, "note": self.note,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Alert:
-        samples = tuple(
-            {"id": s.get("id"), "text": s.get("text", ""), "author": s.get("author"), "link": s.get("link")}
-            for s in (d.get("samples") or [])
-        )
+        samples = tuple(_sample(s) for s in (d.get("samples") or []))
         baseline = d.get("baseline")
         return cls(str(d["id"]), d["rule"], d["severity"], d["brand"], d.get("subject"), d["window_start"],
                    d["window_end"], float(d["observed"]), None if baseline is None else float(baseline),
-                   float(d["threshold"]), samples, d.get("dashboard_url", ""), d.get("created_at", ""))
+                   float(d["threshold"]), samples, d.get("dashboard_url", ""), d.get("created_at", ""),
+                   d.get("status", "firing"), d.get("reason", "new"), d.get("incident_start"), d.get("note"))
+
+
+def _sample(s: Mapping[str, Any]) -> dict[str, Any]:
+    """What an alert carries of a tweet (or of a misclassification report: what the model said and the fix)."""
+    out = {"id": s.get("id"), "text": str(s.get("text", "")), "author": s.get("author"), "link": s.get("link")}
+    if s.get("report"):
+        out["report"] = dict(s["report"])
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -149,15 +157,15 @@ class Routing:
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
-    cooldown_minutes: float = 30.0
-    rule_cooldowns: dict[str, float] = field(default_factory=dict)  # rule name -> minutes
+    cooldown_minutes: float = 0.0  # per group; the engine already keeps one alert per incident
     quiet_hours: dict[str, QuietHours] = field(default_factory=dict)
     routing: Routing = field(default_factory=lambda: Routing({}))
     dashboard_url: str = DEFAULT_DASHBOARD_URL
     sent_retention_hours: float = 48.0
+    sms_per_hour: int = 0  # per recipient; 0 = no budget
 
     def cooldown_seconds(self, rule: str) -> float:
-        return 60.0 * self.rule_cooldowns.get(rule, self.cooldown_minutes)
+        return 60.0 * self.cooldown_minutes
 
 
 def _hhmm(value: str) -> str | None:
@@ -165,9 +173,10 @@ def _hhmm(value: str) -> str | None:
 
 
 _POLICY = {
-    "cooldown_minutes": Field(float, 30.0, non_negative),
+    "cooldown_minutes": Field(float, 0.0, non_negative),
     "dashboard_url": Field(str, None, lambda v: None if URL_RE.match(v) else f"expected an http(s) URL, got {v!r}"),
     "sent_retention_hours": Field(float, 48.0, non_negative),
+    "sms_per_hour": Field(int, 0, non_negative),
 }
 _QUIET = {
     "start": Field(str, check=_hhmm),
@@ -202,8 +211,7 @@ def expand_recipients(
     return tuple(out)
 
 
-def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | None = None,
-                 rule_cooldowns: Mapping[str, float | None] | None = None) -> PolicyConfig:
+def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | None = None) -> PolicyConfig:
     env = os.environ if env is None else env
     p = check_table(doc.get("policy", {}), _POLICY, source, "policy")
     quiet: dict[str, QuietHours] = {}
@@ -241,11 +249,11 @@ def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | N
     digest = expand_recipients(dg["email"], "email", source, "routing.digest.email", env)
     return PolicyConfig(
         cooldown_minutes=p["cooldown_minutes"],
-        rule_cooldowns={k: v for k, v in (rule_cooldowns or {}).items() if v is not None},
         quiet_hours=quiet,
         routing=Routing(routes, fallback, digest),
         dashboard_url=p["dashboard_url"] or os.environ.get("BADBUZZ_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL,
         sent_retention_hours=p["sent_retention_hours"],
+        sms_per_hour=p["sms_per_hour"],
     )
 
 

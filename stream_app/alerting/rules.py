@@ -1,41 +1,28 @@
-"""Alert rules as data (TOML) and their pure evaluation.
+"""Alert rules as data: the TOML ``[settings]`` and ``[rules.*]`` tables, validated at load, and the
+:class:`Candidate` alerts that :mod:`.engine` raises from them.
 
-``evaluate(rules, brand, now_bucket, history, event=None)`` looks at the per-brand bucket counts
-(:class:`~stream_app.alerting.windows.WindowCounts` keyed by bucket index) and returns
-:class:`Candidate` alerts; the policy (:mod:`.policy`) then decides what is actually sent.
+Rules (all in event time; see ``alert_rules.toml`` for the shipped values and why):
 
-Rule semantics (all windows are sums of the last N-minute worth of tumbling buckets ending at ``now_bucket``):
-
-- ``negative_spike``: negatives > max(floor, mean + k*sigma) where mean/sigma are an EWMA over the
-  earlier non-overlapping windows of the same length for that brand; silent until ``warmup_windows``
-  earlier windows exist. ``sigma`` is floored at ``min_sigma`` so a flat baseline does not make any
-  uptick a spike.
-- ``incident_spike``: the same, per incident type (subject = the type).
-- ``negative_share``: negative / tweets >= share, with at least ``min_volume`` tweets in the window.
-- ``misclassification``: misclassification reports in the window >= count (subject = ``"model"``).
-- ``critical_claim``: evaluated on the event only: a claim with the configured urgency from an author with
-  followers >= the tier's threshold (subject = tweet id, window = the event's bucket).
+- ``negative_spike``: negatives of a brand in trailing windows, as an hourly rate, against the brand's own
+  hourly median + k * MAD over days (:mod:`.detect`); one alert per ongoing storm.
+- ``incident_spike``: the same per incident type (subject = the type); the fallback types listed in
+  ``ignore`` (an unspecified complaint) never drive it.
+- ``misclassification``: reports that the model was wrong, counted over a window (subject = ``"model"``).
+- ``critical_claim``: claims with the configured urgency from wide-reach authors, grouped per brand per
+  ``group_interval_minutes`` (Alertmanager's group_interval): one alert listing them.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._schema import AlertConfigError, Field, check_table, fail, non_negative, positive, str_list, unit_interval
-from .windows import (
-    Buckets,
-    Ewma,
-    WindowCounts,
-    earlier_window_values,
-    iso,
-    sample_from_tweet,
-    top_samples,
-    window_sum,
-)
+from .detect import SpikeParams, Tier
+from .windows import Buckets
 
 __all__ = [
     "AlertConfigError",
@@ -43,7 +30,6 @@ __all__ = [
     "RuleSet",
     "SEVERITIES",
     "DEFAULT_RULES_PATH",
-    "evaluate",
     "load_rules",
     "parse_rules",
     "severity_rank",
@@ -51,9 +37,10 @@ __all__ = [
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "alert_rules.toml"
 SEVERITIES = ("warning", "critical")
-RULE_NAMES = ("negative_spike", "negative_share", "incident_spike", "misclassification", "critical_claim")
-SAMPLES_PER_ALERT = 3
+RULE_NAMES = ("negative_spike", "incident_spike", "misclassification", "critical_claim")
 URGENCIES = ("low", "medium", "critical")
+STATUSES = ("firing", "resolved")
+REASONS = ("new", "escalation", "repeat", "resolved")
 
 
 def severity_rank(severity: str | None) -> int:
@@ -61,13 +48,22 @@ def severity_rank(severity: str | None) -> int:
 
 
 class AlertKeys:
-    """Alertmanager-style keys shared by candidates and alerts: group = rule:brand:subject, dedup adds the window."""
+    """Alertmanager-style keys shared by candidates and alerts.
+
+    group = rule:brand:subject. dedup = the group + the incident's start: an ongoing incident keeps its key
+    (its escalation differs by severity, hence by alert id); a repeat adds its window end, a resolution
+    ``:resolved``. Same key + severity => same alert id, across restarts and replays.
+    """
 
     __slots__ = ()
     rule: str
     brand: str
     subject: str | None
     window_start: str
+    window_end: str
+    incident_start: str | None
+    status: str
+    reason: str
 
     @property
     def group_key(self) -> str:
@@ -75,12 +71,17 @@ class AlertKeys:
 
     @property
     def dedup_key(self) -> str:
-        return f"{self.rule}:{self.brand}:{self.subject}:{self.window_start}"
+        key = f"{self.group_key}:{self.incident_start or self.window_start}"
+        if self.reason == "repeat":
+            key += f"@{self.window_end}"
+        if self.status == "resolved":
+            key += ":resolved"
+        return key
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate(AlertKeys):
-    """A rule crossed a threshold; not yet deduplicated or routed."""
+    """A rule's verdict on a final bucket; routed and delivered by the policy and notifiers."""
 
     rule: str
     severity: str
@@ -92,7 +93,10 @@ class Candidate(AlertKeys):
     baseline: float | None
     threshold: float
     samples: tuple[dict[str, Any], ...] = ()
-
+    status: str = "firing"
+    reason: str = "new"
+    incident_start: str | None = None
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -104,33 +108,14 @@ class Candidate(AlertKeys):
 
 
 @dataclass(frozen=True, slots=True)
-class SpikeTier:
-    floor: float
-    k: float
-
-
-@dataclass(frozen=True, slots=True)
 class SpikeRule:
     name: str
     enabled: bool
-    window_minutes: float
-    warmup_windows: int
-    baseline_windows: int
-    alpha: float
-    min_sigma: float
-    tiers: dict[str, SpikeTier]
-    cooldown_minutes: float | None
+    params: SpikeParams
+    renotify_minutes: float
+    resolve_minutes: float
     types: tuple[str, ...] = ()  # incident_spike only; empty = every type seen
-
-
-@dataclass(frozen=True, slots=True)
-class ShareRule:
-    name: str
-    enabled: bool
-    window_minutes: float
-    min_volume: int
-    tiers: dict[str, float]  # severity -> share
-    cooldown_minutes: float | None
+    ignore: tuple[str, ...] = ()  # incident_spike only: fallback types that never drive it
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +124,8 @@ class CountRule:
     enabled: bool
     window_minutes: float
     tiers: dict[str, int]  # severity -> count
-    cooldown_minutes: float | None
+    renotify_minutes: float
+    resolve_minutes: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,72 +134,69 @@ class ClaimRule:
     enabled: bool
     urgency: str
     tiers: dict[str, int]  # severity -> min followers
-    cooldown_minutes: float | None
+    group_interval_minutes: float
+    max_listed: int
 
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     source: str
     buckets: Buckets
+    allowed_lateness_seconds: float
+    idle_flush_seconds: float
     negative_spike: SpikeRule
-    negative_share: ShareRule
     incident_spike: SpikeRule
     misclassification: CountRule
     critical_claim: ClaimRule
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def rule(self, name: str) -> SpikeRule | ShareRule | CountRule | ClaimRule:
+    def rule(self, name: str) -> SpikeRule | CountRule | ClaimRule:
         return getattr(self, name)
 
-    def cooldown_minutes(self, name: str) -> float | None:
-        return self.rule(name).cooldown_minutes
 
-    @property
-    def history_buckets(self) -> int:
-        """How many buckets (ending at now) :func:`evaluate` may read: fetch at least these from the table."""
-        need = 1
-        for r in (self.negative_spike, self.incident_spike):
-            wb = self.buckets.per_minutes(r.window_minutes)
-            need = max(need, wb * (r.baseline_windows + 1))
-        for r in (self.negative_share, self.misclassification):
-            need = max(need, self.buckets.per_minutes(r.window_minutes))
-        return need
+def _int_list(value: list) -> str | None:
+    if not value or any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in value):
+        return "expected a non-empty array of positive integers"
+    return None
 
 
-_COMMON = {"enabled": Field(bool, True), "cooldown_minutes": Field(float, None, non_negative)}
+_LIFECYCLE = {
+    "enabled": Field(bool, True),
+    "renotify_minutes": Field(float, 240.0, non_negative),
+    "resolve_minutes": Field(float, 60.0, positive),
+}
 _SPIKE = {
-    **_COMMON,
-    "window_minutes": Field(float, 5.0, positive),
-    "warmup_windows": Field(int, 4, non_negative),
-    "baseline_windows": Field(int, 12, positive),
-    "alpha": Field(float, 0.3, unit_interval),
-    "min_sigma": Field(float, 1.0, non_negative),
+    **_LIFECYCLE,
+    "windows_minutes": Field(list, [15, 30, 60], _int_list),
+    "min_count": Field(int, 5, positive),
+    "baseline_hours": Field(int, 168, positive),
+    "warmup_hours": Field(int, 24, non_negative),
+    "warmup_floor": Field(float, 0.0, non_negative),
+    "warmup_factor": Field(float, 3.0, non_negative),
+    "min_mad": Field(float, 1.0, non_negative),
+    "significance": Field(float, 1.0, unit_interval),
+    "test_at": Field(float, 0.5, lambda v: None if 0 <= v <= 1 else f"must be in [0, 1], got {v}"),
     "warning": Field(dict),
     "critical": Field(dict),
 }
 _SPIKE_TIER = {"floor": Field(float, check=non_negative), "k": Field(float, check=non_negative)}
-_SHARE = {
-    **_COMMON,
-    "window_minutes": Field(float, 5.0, positive),
-    "min_volume": Field(int, 20, positive),
-    "warning": Field(dict),
-    "critical": Field(dict),
-}
-_SHARE_TIER = {"share": Field(float, check=unit_interval)}
-_COUNT = {**_COMMON, "window_minutes": Field(float, 5.0, positive), "warning": Field(dict), "critical": Field(dict)}
+_COUNT = {**_LIFECYCLE, "window_minutes": Field(float, 5.0, positive), "warning": Field(dict),
+          "critical": Field(dict)}
 _COUNT_TIER = {"count": Field(int, check=positive)}
 _CLAIM = {
-    **_COMMON,
+    "enabled": Field(bool, True),
     "urgency": Field(str, "critical", lambda v: None if v in URGENCIES else f"unknown urgency {v!r}"),
+    "group_interval_minutes": Field(float, 30.0, non_negative),
+    "max_listed": Field(int, 5, positive),
     "warning": Field(dict),
     "critical": Field(dict),
 }
 _CLAIM_TIER = {"followers": Field(int, check=non_negative)}
-_SETTINGS = {"bucket_seconds": Field(int, 60, positive)}
-
-
-def _tiers(data: dict, spec: dict, source: str, path: str, make: Callable[[dict], Any]) -> dict[str, Any]:
-    return {sev: make(check_table(data[sev], spec, source, f"{path}.{sev}")) for sev in SEVERITIES}
+_SETTINGS = {
+    "bucket_seconds": Field(int, 60, positive),
+    "allowed_lateness_seconds": Field(float, 30.0, non_negative),
+    "idle_flush_seconds": Field(float, 30.0, positive),
+}
 
 
 def parse_rules(doc: Mapping[str, Any], source: str = "<rules>") -> RuleSet:
@@ -231,43 +214,48 @@ def parse_rules(doc: Mapping[str, Any], source: str = "<rules>") -> RuleSet:
     if missing:
         raise fail(source, f"rules.{missing[0]}", "missing rule table (set enabled = false to turn it off)")
 
-    def spike(name: str, extra_spec: dict | None = None) -> SpikeRule:
-        path = f"rules.{name}"
-        d = check_table(rules[name], {**_SPIKE, **(extra_spec or {})}, source, path)
-        tiers = _tiers(d, _SPIKE_TIER, source, path, lambda t: SpikeTier(t["floor"], t["k"]))
-        if tiers["critical"].floor < tiers["warning"].floor or tiers["critical"].k < tiers["warning"].k:
-            raise fail(source, f"{path}.critical", "critical thresholds must not be below warning thresholds")
-        return SpikeRule(
-            name, d["enabled"], d["window_minutes"], d["warmup_windows"], d["baseline_windows"], d["alpha"],
-            d["min_sigma"], tiers, d["cooldown_minutes"], tuple(d.get("types") or ()),
-        )
+    def tiers(d: dict, spec: dict, path: str) -> dict[str, dict]:
+        return {sev: check_table(d[sev], spec, source, f"{path}.{sev}") for sev in SEVERITIES}
 
-    def ordered(path: str, tiers: dict[str, float]) -> None:
-        if tiers["critical"] < tiers["warning"]:
+    def ordered(path: str, warning: float, critical: float) -> None:
+        if critical < warning:
             raise fail(source, f"{path}.critical", "critical threshold must not be below the warning threshold")
 
-    d = check_table(rules["negative_share"], _SHARE, source, "rules.negative_share")
-    share_tiers = _tiers(d, _SHARE_TIER, source, "rules.negative_share", lambda t: t["share"])
-    ordered("rules.negative_share", share_tiers)
-    share = ShareRule("negative_share", d["enabled"], d["window_minutes"], d["min_volume"], share_tiers,
-                      d["cooldown_minutes"])
+    def spike(name: str, extra: dict | None = None) -> tuple[SpikeRule, dict]:
+        path = f"rules.{name}"
+        d = check_table(rules[name], {**_SPIKE, **(extra or {})}, source, path)
+        t = tiers(d, _SPIKE_TIER, path)
+        ordered(path, t["warning"]["floor"], t["critical"]["floor"])
+        ordered(path, t["warning"]["k"], t["critical"]["k"])
+        params = SpikeParams(tuple(sorted(d["windows_minutes"])), d["min_count"], d["baseline_hours"],
+                             d["warmup_hours"], d["min_mad"],
+                             {sev: Tier(t[sev]["floor"], t[sev]["k"]) for sev in SEVERITIES},
+                             d["warmup_floor"], d["warmup_factor"], d["significance"], d["test_at"])
+        return SpikeRule(name, d["enabled"], params, d["renotify_minutes"], d["resolve_minutes"],
+                         tuple(d.get("types") or ()), tuple(d.get("ignore") or ())), d
+
+    negative, _ = spike("negative_spike")
+    incident, _ = spike("incident_spike", {"types": Field(list, [], str_list), "ignore": Field(list, [], str_list)})
 
     d = check_table(rules["misclassification"], _COUNT, source, "rules.misclassification")
-    count_tiers = _tiers(d, _COUNT_TIER, source, "rules.misclassification", lambda t: t["count"])
-    ordered("rules.misclassification", count_tiers)
-    mis = CountRule("misclassification", d["enabled"], d["window_minutes"], count_tiers, d["cooldown_minutes"])
+    t = tiers(d, _COUNT_TIER, "rules.misclassification")
+    ordered("rules.misclassification", t["warning"]["count"], t["critical"]["count"])
+    mis = CountRule("misclassification", d["enabled"], d["window_minutes"], {s: t[s]["count"] for s in SEVERITIES},
+                    d["renotify_minutes"], d["resolve_minutes"])
 
     d = check_table(rules["critical_claim"], _CLAIM, source, "rules.critical_claim")
-    claim_tiers = _tiers(d, _CLAIM_TIER, source, "rules.critical_claim", lambda t: t["followers"])
-    ordered("rules.critical_claim", claim_tiers)
-    claim = ClaimRule("critical_claim", d["enabled"], d["urgency"], claim_tiers, d["cooldown_minutes"])
+    t = tiers(d, _CLAIM_TIER, "rules.critical_claim")
+    ordered("rules.critical_claim", t["warning"]["followers"], t["critical"]["followers"])
+    claim = ClaimRule("critical_claim", d["enabled"], d["urgency"], {s: t[s]["followers"] for s in SEVERITIES},
+                      d["group_interval_minutes"], d["max_listed"])
 
     return RuleSet(
         source=source,
         buckets=Buckets(settings["bucket_seconds"]),
-        negative_spike=spike("negative_spike"),
-        negative_share=share,
-        incident_spike=spike("incident_spike", {"types": Field(list, [], str_list)}),
+        allowed_lateness_seconds=settings["allowed_lateness_seconds"],
+        idle_flush_seconds=settings["idle_flush_seconds"],
+        negative_spike=negative,
+        incident_spike=incident,
         misclassification=mis,
         critical_claim=claim,
     )
@@ -292,130 +280,4 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
     doc, source = read_toml(path)
     return parse_rules(doc, source)
 
-
-# ------------------------------------------------------------------------------------------- evaluation
-
-
-def _spike(
-    rule: SpikeRule,
-    rules: RuleSet,
-    brand: str,
-    subject: str,
-    now_bucket: int,
-    history: Mapping[int, WindowCounts],
-    value: Callable[[WindowCounts], float],
-    sample_filter: Callable[[dict], bool],
-) -> Candidate | None:
-    wb = rules.buckets.per_minutes(rule.window_minutes)
-    start = now_bucket - wb + 1
-    earlier = earlier_window_values(history, start, wb, rule.baseline_windows, value)
-    if len(earlier) < max(1, rule.warmup_windows):
-        return None
-    current = window_sum(history, now_bucket, wb)
-    observed = float(value(current))
-    rule_ewma = Ewma.over(earlier, rule.alpha)
-    baseline = rule_ewma.mean
-    sigma = max(rule_ewma.std, rule.min_sigma)
-    fired: tuple[str, float] | None = None
-    for sev in SEVERITIES:
-        tier = rule.tiers[sev]
-        threshold = max(tier.floor, baseline + tier.k * sigma)
-        if observed > threshold:
-            fired = (sev, threshold)
-    if fired is None:
-        return None
-    sev, threshold = fired
-    ws, we = rules.buckets.span(now_bucket, wb)
-    samples = top_samples([s for s in current.samples if sample_filter(s)], SAMPLES_PER_ALERT)
-    return Candidate(rule.name, sev, brand, subject, ws, we, observed, round(baseline, 3), round(threshold, 3),
-                     tuple(samples))
-
-
-def evaluate(
-    rules: RuleSet,
-    brand: str,
-    now_bucket: int,
-    history: Mapping[int, WindowCounts | Mapping[str, Any]],
-    event: Mapping[str, Any] | None = None,
-) -> list[Candidate]:
-    """Evaluate every enabled rule for ``brand`` at ``now_bucket``.
-
-    ``history`` maps bucket index -> counts (``WindowCounts`` or its dict form) for this brand; include
-    only buckets that exist (a missing bucket counts as zero, and the first present bucket marks the start
-    of the brand's history for warm-up). Read at least ``rules.history_buckets`` buckets ending at
-    ``now_bucket``. ``event`` is the enriched tweet being processed, if any (for ``critical_claim``).
-    At most one candidate (the highest tier crossed) per rule and subject.
-    """
-    hist = {b: WindowCounts.from_dict(v) for b, v in history.items()}
-    out: list[Candidate] = []
-
-    r = rules.negative_spike
-    if r.enabled:
-        c = _spike(r, rules, brand, "negative", now_bucket, hist, lambda w: w.negative, lambda s: s.get("negative"))
-        if c:
-            out.append(c)
-
-    r = rules.incident_spike
-    if r.enabled:
-        wb = rules.buckets.per_minutes(r.window_minutes)
-        types = r.types or sorted(window_sum(hist, now_bucket, wb).incidents)
-        for t in types:
-            c = _spike(r, rules, brand, t, now_bucket, hist, lambda w, t=t: w.incidents.get(t, 0),
-                       lambda s, t=t: t in (s.get("incidents") or ()))
-            if c:
-                out.append(c)
-
-    s = rules.negative_share
-    if s.enabled:
-        wb = rules.buckets.per_minutes(s.window_minutes)
-        cur = window_sum(hist, now_bucket, wb)
-        if cur.tweets >= s.min_volume:
-            share = cur.negative / cur.tweets
-            fired = [sev for sev in SEVERITIES if share >= s.tiers[sev]]
-            if fired:
-                sev = fired[-1]
-                past = WindowCounts.sum(v for b, v in hist.items() if b <= now_bucket - wb)
-                baseline = round(past.negative / past.tweets, 4) if past.tweets else None
-                ws, we = rules.buckets.span(now_bucket, wb)
-                samples = top_samples([x for x in cur.samples if x.get("negative")], SAMPLES_PER_ALERT)
-                out.append(Candidate(s.name, sev, brand, "negative", ws, we, round(share, 4), baseline,
-                                     s.tiers[sev], tuple(samples)))
-
-    m = rules.misclassification
-    if m.enabled:
-        wb = rules.buckets.per_minutes(m.window_minutes)
-        cur = window_sum(hist, now_bucket, wb)
-        fired = [sev for sev in SEVERITIES if cur.misclassified >= m.tiers[sev]]
-        if fired:
-            sev = fired[-1]
-            ws, we = rules.buckets.span(now_bucket, wb)
-            out.append(Candidate(m.name, sev, brand, "model", ws, we, float(cur.misclassified), None,
-                                 float(m.tiers[sev])))
-
-    c = rules.critical_claim
-    if c.enabled and event is not None:
-        cand = _claim(c, rules, brand, event)
-        if cand:
-            out.append(cand)
-    return out
-
-
-def _claim(rule: ClaimRule, rules: RuleSet, brand: str, event: Mapping[str, Any]) -> Candidate | None:
-    if not event.get("is_claim") or event.get("urgency") != rule.urgency:
-        return None
-    followers = (event.get("author") or {}).get("followers") or 0
-    fired = [sev for sev in SEVERITIES if followers >= rule.tiers[sev]]
-    if not fired:
-        return None
-    sev = fired[-1]
-    when = event.get("created_at")
-    if when is None and event.get("event_time_ms") is not None:
-        when = event["event_time_ms"] / 1000
-    bucket = rules.buckets.bucket_of(when) if when is not None else None
-    if bucket is None:
-        return None
-    ws, we = iso(rules.buckets.start(bucket)), iso(rules.buckets.end(bucket))
-    sample = sample_from_tweet(event)
-    return Candidate(rule.name, sev, brand, str(event.get("id")), ws, we, float(followers), None,
-                     float(rule.tiers[sev]), (sample,))
 

@@ -255,7 +255,7 @@ class RuleEngine:
         return self._with_generic(packs if packs is not None else self.default_packs)
 
     def evaluate(self, text: str, *, lang: str | None = None, brand: str | None = None,
-                 sentiment_label: str = "neutral", sentiment_probs: Mapping[str, float] | None = None,
+                 sentiment_label: str | None = None, sentiment_probs: Mapping[str, float] | None = None,
                  followers: int | None = None, pack: str | None = None) -> RuleResult:
         """Apply the rules to one tweet. ``pack`` (e.g. ``"airline"``) overrides the brand look-up."""
         if not isinstance(text, str):
@@ -310,7 +310,8 @@ class RuleEngine:
         )
         incident = None
         incident_score = 0.0
-        if sentiment_label != "positive" or is_claim:
+        # Only a complaint carries an incident: a neutral meme about the fleet is not an in-flight incident.
+        if sentiment_label in (None, "negative") or is_claim:
             for t in topics:
                 if t in order:
                     incident, incident_score = t, topic_scores[t]

@@ -18,7 +18,6 @@ from faust.web import View
 from prometheus_client import generate_latest
 
 from .. import metrics
-from ..alerting.windows import WindowCounts, parse_table_key
 from .state import brand_state
 
 STATIC = Path(__file__).parent / "static"
@@ -127,16 +126,13 @@ def wire_web(pipe: Any) -> None:
 
 
 def dashboard_state(pipe: Any) -> dict[str, Any]:
-    counts = pipe.tables.get("counts")
-    rules = pipe.alert_rules
-    by_brand: dict[str, dict[int, WindowCounts]] = {}
-    if counts is not None and rules is not None:
-        for key, value in list(counts.items()):
-            brand, bucket = parse_table_key(key)
-            by_brand.setdefault(brand, {})[bucket] = WindowCounts.from_dict(value)
+    states = pipe.tables.get("states")
+    engine = getattr(pipe, "alert_engine", None)
     brands = []
-    for brand, history in sorted(by_brand.items()):
-        brands.append(brand_state(rules, brand, history, max(history)))
+    if states is not None and engine is not None:
+        for brand, st in sorted(list(states.items())):
+            if st:
+                brands.append(brand_state(engine, brand, st))
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "model": pipe.enricher.model_info,

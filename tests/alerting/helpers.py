@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from stream_app.alerting.windows import WindowCounts
-
 T0 = 1_714_557_600  # 2024-05-01T10:00:00Z, a multiple of 60
 B0 = T0 // 60
 
@@ -15,17 +13,3 @@ def tweet(i: int, *, negative: bool = True, incident: str | None = None, followe
                       "probs": {"negative": 0.9 if negative else 0.05}},
         "is_claim": claim, "urgency": urgency, "incident": incident,
     }
-
-
-def chatter(buckets: range, per_bucket: int = 20, negative: int = 2, incident: str | None = None,
-            incidents: int = 0) -> dict[int, WindowCounts]:
-    """Steady baseline: ``per_bucket`` tweets per bucket of which ``negative`` are negative."""
-    hist: dict[int, WindowCounts] = {}
-    n = 0
-    for b in buckets:
-        wc = WindowCounts()
-        for j in range(per_bucket):
-            n += 1
-            wc.add_tweet(tweet(n, negative=j < negative, incident=incident if j < incidents else None))
-        hist[b] = wc
-    return hist
