@@ -8,8 +8,9 @@ command resumes from it. The best evaluation by the mean macro-recall of TweetEv
 encoder (``convert_e5.py``: multilingual e5-small, ``--mix multilingual``); its text prefix (e5: ``"query: "``)
 is prepended to every text and recorded in ``OUT/encoder.json`` for export and runtime.
 Runs on CUDA when there is one (``--device``). ``--soft-targets`` trains a student on an ensemble's
-probabilities (``soft_targets.py``); ``--time-budget`` shortens the schedule (not just the run) when
-the measured speed says the planned epochs would not fit.
+probabilities (``soft_targets.py``); ``--time-budget`` (or ``--deadline``) fits the schedule (not just the
+run) to the time: every 100 steps the average speed so far re-sizes it, never beyond ``--epochs``, so a
+CPU shared with other work still ends on time with a decayed learning rate.
 """
 
 from __future__ import annotations
