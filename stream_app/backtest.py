@@ -113,6 +113,7 @@ class Episode:
     start_ms: int  # first surge hour
     end_ms: int  # exclusive end of the last surge hour
     peak: int
+    threshold: float  # the brand's median + k MAD over the whole file (what made these hours surge hours)
 
 
 def surge_episodes(tweets: Iterable[dict[str, Any]], labels: dict[str, str], floor: int = 12,
@@ -139,11 +140,33 @@ def surge_episodes(tweets: Iterable[dict[str, Any]], labels: dict[str, str], flo
         for h in [*surge, None]:
             if run and (h is None or h != run[-1] + 1):
                 episodes.append(Episode(b, run[0] * HOUR_MS, (run[-1] + 1) * HOUR_MS,
-                                        max(hourly[b][x] for x in run)))
+                                        max(hourly[b][x] for x in run), max(med + k * mad, floor - 1)))
                 run = []
             if h is not None:
                 run.append(h)
     return episodes
+
+
+def ceiling_minutes(tweets: Iterable[dict[str, Any]], labels: dict[str, str], episodes: Sequence[Episode],
+                    slack_ms: int = HOUR_MS) -> float | None:
+    """Median time to detect of a clairvoyant detector: it knows each brand's whole-file threshold and fires
+    the moment a sliding hour of labelled negatives exceeds it (from ``slack`` before the episode). Anything
+    faster must fire before the counts that define the episode exist, i.e. predict, and pays in precision."""
+    negs: dict[str, list[int]] = defaultdict(list)
+    for t in tweets:
+        if labels.get(t["id"]) == "negative":
+            negs[t.get("brand") or "-"].append(t["event_time_ms"])
+    out: list[float] = []
+    for e in episodes:
+        times = sorted(x for x in negs[e.brand] if e.start_ms - slack_ms <= x < e.end_ms)
+        lo = 0
+        for hi, x in enumerate(times):
+            while times[lo] <= x - HOUR_MS:
+                lo += 1
+            if hi - lo + 1 > e.threshold:
+                out.append(max(0.0, (x - e.start_ms) / 60_000))
+                break
+    return round(statistics.median(out), 1) if out else None
 
 
 def _ms(iso_ts: str) -> int:
@@ -214,9 +237,11 @@ def backtest(path: str | Path, rules: RuleSet, enricher: Any | None, *, labels: 
         if not loaded.labels:
             raise ValueError(f"{path}: no label column ({', '.join(LABEL_COLUMNS)})")
         episodes = surge_episodes(loaded.tweets, loaded.labels, episode_floor)
-        result["episodes"] = [{"brand": e.brand, "start": _iso(e.start_ms), "end": _iso(e.end_ms), "peak": e.peak}
-                              for e in episodes]
+        result["episodes"] = [{"brand": e.brand, "start": _iso(e.start_ms), "end": _iso(e.end_ms), "peak": e.peak,
+                               "threshold": e.threshold} for e in episodes]
         result["score"] = score(alerts, episodes)
+        result["score"]["clairvoyant_median_minutes_to_detect"] = ceiling_minutes(loaded.tweets, loaded.labels,
+                                                                                  episodes)
     return result
 
 
@@ -258,6 +283,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"surge episodes: {s['episodes']}, detected {s['detected']} -> recall {s['recall']}; "
                      f"spike alerts {s['alerts']}, within 1 h of an episode {s['matched_alerts']} -> "
                      f"precision {s['precision']}; median time to detect {s['median_minutes_to_detect']} min")
+        lines.append(f"a clairvoyant count detector (whole-file thresholds) would need "
+                     f"{s['clairvoyant_median_minutes_to_detect']} min (median)")
         lines.append(f"alerts on the neutral/positive rows alone: {result['neutral_positive_only']}")
     lines.append(f"time: enrichment {result['seconds']['enrich']} s, total {result['seconds']['total']} s")
     return "\n".join(lines)

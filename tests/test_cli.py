@@ -20,9 +20,31 @@ def badbuzz(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
 
 def test_help_documents_every_command_and_env():
     out = badbuzz("--help").stdout
-    for cmd in ("broker", "worker", "produce", "consume", "score", "demo", "model", "rules", "feedback", "bench"):
+    for cmd in ("broker", "worker", "produce", "consume", "score", "demo", "model", "rules", "feedback", "alerts",
+                "bench"):
         assert cmd in out
     assert "BADBUZZ_BROKER" in out and "BADBUZZ_WEB_PORT" in out
+
+
+def test_alerts_backtest_prints_what_would_be_sent(tmp_path):
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["tweet_id", "tweet_created", "airline", "text", "airline_sentiment"])
+        w.writeheader()
+        for i in range(40):
+            w.writerow({"tweet_id": str(i), "tweet_created": f"2015-02-17 1{i // 20}:{i % 60:02d}:00 -0800",
+                        "airline": "US Airways", "text": "@USAirways fine flight" if i % 2 else "@USAirways awful",
+                        "airline_sentiment": "neutral" if i % 2 else "negative"})
+        w.writerow({"tweet_id": "bad", "tweet_created": "yesterday", "airline": "x", "text": "?"})
+    res = badbuzz("alerts", "backtest", str(path), "--sentiment-from-labels", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    assert "40 tweets (1 invalid" in res.stdout and "surge episodes: 0" in res.stdout
+    import json
+
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["tweets"] == 40 and result["alerts"] == [] and result["score"]["recall"] is None
+    res = badbuzz("alerts", "backtest", str(tmp_path / "missing.csv"))
+    assert res.returncode == 2 and "missing.csv" in res.stderr
 
 
 def write_sample(path, n=60):

@@ -100,8 +100,9 @@ def spike_level(params: SpikeParams, trailing: Mapping[int, int], hourly: Sequen
     if warming and (not params.warmup_floor or seen_rate is None):
         return None
     med, limits = thresholds(params, hourly)
-    if warming:
-        start = max(params.warmup_floor, params.warmup_factor * (seen_rate or 0.0))
+    if warming:  # the usual rate is what was seen so far, not the median of (too few) complete hours
+        med = seen_rate or 0.0
+        start = max(params.warmup_floor, params.warmup_factor * med)
         limits = {sev: max(v, start * (2 if sev == "critical" else 1)) for sev, v in limits.items()}
     best: Level | None = None
     for w in params.windows_minutes:

@@ -172,15 +172,16 @@ def _hm(iso_ts: str) -> str:
 
 def describe(alert: Alert) -> str:
     """One line: what was observed against what."""
-    subject = f" [{alert.subject}]" if alert.subject and alert.subject not in ("negative",) else ""
-    if alert.rule == "critical_claim":
-        what = f"critical claim from an author with {_fmt(alert.observed)} followers (>= {_fmt(alert.threshold)})"
-    elif alert.rule == "negative_share":
-        what = f"negative share {alert.observed:.0%} (threshold {alert.threshold:.0%}, usual {_fmt(alert.baseline)})"
+    subject = f" [{alert.subject}]" if alert.subject and alert.subject not in ("negative", "claims", "model") else ""
+    if alert.status == "resolved":
+        what = f"RESOLVED: back under {_fmt(alert.threshold)} (incident began {_hm(alert.incident_start or '')}Z)"
+    elif alert.rule == "critical_claim":
+        what = f"{_fmt(alert.observed)} critical claim(s) from authors with >= {_fmt(alert.threshold)} followers"
     elif alert.rule == "misclassification":
         what = f"{_fmt(alert.observed)} misclassification reports (threshold {_fmt(alert.threshold)})"
     else:
-        what = f"{_fmt(alert.observed)} vs baseline {_fmt(alert.baseline)} (threshold {_fmt(alert.threshold)})"
+        what = (f"{_fmt(alert.observed)}/h vs usual {_fmt(alert.baseline)}/h (threshold {_fmt(alert.threshold)}/h)"
+                + (" - still going" if alert.reason == "repeat" else ""))
     return f"{alert.rule}{subject} on {alert.brand}: {what}"
 
 

@@ -60,7 +60,7 @@ async def test_delivers_email_and_sms_to_real_servers(smtp_server, twilio_server
     [mail] = smtp_server.wait_for(1)
     assert mail.rcpt_tos == [MAIL] and mail.subject == "[badbuzz][CRITICAL] negative_spike - acme-air"
     text, html_body = mail.text(), mail.html()
-    assert "135 vs baseline 12.4 (threshold 40)" in text and a.dashboard_url in text and "@user0" in text
+    assert "135/h vs usual 12.4/h (threshold 40/h)" in text and a.dashboard_url in text and "@user0" in text
     assert "<a href=\"https://t.co/0\">" in html_body and mail.message["X-Badbuzz-Alert-Id"] == a.id
     [sms] = twilio_server.messages
     assert sms.to == PHONE and sms.from_ == "+15005550006"
