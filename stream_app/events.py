@@ -117,6 +117,8 @@ class AlertEvent(faust.Record, serializer="json"):
     reason: str
     incident_start: str | None
     note: str | None
+    channels: list[str] | None = None
+    decision: str | None = None
 
 
 class ErrorInfo(faust.Record, serializer="json"):

@@ -78,7 +78,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             if decision.deliver:
                 # Publish before saving the state: a crash in between re-publishes the same alert id,
                 # which delivery deduplicates.
-                event = alert.to_dict() | {"channels": sorted(decision.channels), "reason": decision.reason}
+                event = alert.to_dict() | {"channels": sorted(decision.channels), "decision": decision.reason}
                 await alerts_topic.send(key=alert.id.encode(), value=orjson.dumps(event))
                 metrics.ALERTS.labels(alert.rule, alert.severity).inc()
             if decision.deferred:
