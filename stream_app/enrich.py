@@ -23,6 +23,7 @@ class Enricher:
         self.model = model
         self.rules = rules
         self.model_info = {"name": model.name, "version": model.version}
+        self.languages = frozenset(getattr(model, "languages", ("en",)))
 
     def enrich(self, tweets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Enrich a batch of parsed tweets; raises if the model fails on the batch."""
@@ -44,7 +45,8 @@ class Enricher:
                 tweet
                 | {
                     "lang": res.lang,
-                    "sentiment": {"label": pred.label, "score": pred.score, "probs": pred.probs},
+                    "sentiment": {"label": pred.label, "score": pred.score, "probs": pred.probs,
+                                  "reliable": res.lang in self.languages},
                     "is_claim": res.is_claim,
                     "urgency": res.urgency,
                     "topics": list(res.topics),

@@ -46,6 +46,7 @@ class Sentiment(faust.Record, serializer="json"):
     label: str
     score: float
     probs: dict[str, float]
+    reliable: bool
 
 
 class ModelInfo(faust.Record, serializer="json"):

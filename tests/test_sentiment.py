@@ -108,3 +108,13 @@ def test_retweets_are_scored_as_the_original_and_hit_the_cache(model_dir):
     assert cache.hits == hits + 2
     assert all(c["sentiment"] == first["sentiment"] for c in copies)
     assert copies[1]["text"].startswith("RT @bob")  # the event keeps the tweet as written
+
+
+def test_sentiment_is_marked_unreliable_outside_the_model_card_languages(enricher):
+    tweets = [{"id": "en1", "text": "@united lost my bag again, worst airline", "brand": "united", "lang": "en"},
+              {"id": "fr1", "text": "@freebox vol annulé sans prévenir, je veux un remboursement", "brand": "freebox",
+               "lang": "fr"}]
+    en, fr = enricher.enrich(tweets)
+    langs = set(enricher.model.languages)
+    assert en["sentiment"]["reliable"] is ("en" in langs)
+    assert fr["lang"] == "fr" and fr["sentiment"]["reliable"] is ("fr" in langs)

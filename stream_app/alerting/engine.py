@@ -131,7 +131,10 @@ class AlertEngine:
 
     def _add_tweet(self, b: dict[str, Any], tweet: Mapping[str, Any]) -> None:
         b["n"] += 1
-        negative = (tweet.get("sentiment") or {}).get("label") == "negative"
+        sentiment = tweet.get("sentiment") or {}
+        # A label in a language the model card does not cover is shown, never counted: an English-only model
+        # reads "vol annulé sans prévenir" as positive, and a French storm must not hide behind it.
+        negative = sentiment.get("label") == "negative" and sentiment.get("reliable", True) is not False
         b["neg"] += negative
         incident = tweet.get("incident")
         if incident and incident not in self.rules.incident_spike.ignore:

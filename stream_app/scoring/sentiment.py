@@ -98,6 +98,10 @@ class SentimentModel:
         self.version: str = self.config["version"]
         self.labels: tuple[str, ...] = tuple(self.config["labels"])
         self.max_length: int = int(self.config.get("max_length", 64))
+        # Languages the model card covers (a model without the key predates it: English only), and the text
+        # the encoder was trained to see before each tweet (multilingual-e5: "query: ").
+        self.languages: tuple[str, ...] = tuple(self.config.get("languages", ("en",)))
+        self.prefix: str = str(self.config.get("text_prefix", ""))
         self.batch_size = batch_size
 
         self.tokenizer = Tokenizer.from_file(str(paths["tokenizer.json"]))
@@ -125,6 +129,8 @@ class SentimentModel:
 
     # -- raw model ---------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        if self.prefix:
+            texts = [self.prefix + t for t in texts]
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
     def run_ids(self, batch: Sequence[Sequence[int]]) -> np.ndarray:

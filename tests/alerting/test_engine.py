@@ -260,3 +260,11 @@ def test_short_window_burst_needs_significance():
     assert spike_level(p, {15: 12, 60: 12}, hourly).severity == "warning"  # 48/h: unlikely even at 13/h
     assert spike_level(p, {15: 3, 60: 17}, hourly).severity is None  # above the MADs, but 17 at 10/h is chance
     assert spike_level(p, {15: 5, 60: 24}, hourly).severity == "warning"  # a slow hour-long build-up
+
+
+def test_negatives_the_model_cannot_read_are_not_counted():
+    """A French storm scored by an English-only model: labels marked unreliable never drive negative_spike."""
+    unreliable = [t | {"sentiment": t["sentiment"] | {"reliable": False}} for t in storm(150, T0 + 30 * HOUR, 20)]
+    out = run(calm(30) + unreliable)
+    assert "negative_spike" not in {c.rule for c in out}
+    assert "incident_spike" in {c.rule for c in out}, "incidents come from the language-aware rule tables"
