@@ -44,7 +44,11 @@ async def _traffic(url: str, settings: Settings, duration: float, rate: float, s
     n = await produce_messages(url, settings.topics.tweets, history)
     print(f"-- backfilled {n} tweets of calm history (last {HISTORY_MINUTES} minutes of event time)", flush=True)
     start = time.time()
-    n = await produce_messages(url, settings.topics.tweets, _paced(sc.live(start, duration, rate), start))
+    storms = {"airparadis": (0.3, 6.0), "freebox": (0.5, 4.0)}  # lost bags in English, then a French outage
+    print("-- storms: airparadis (lost bags, English) from 30% of the run, freebox (panne, French) from 50%",
+          flush=True)
+    n = await produce_messages(url, settings.topics.tweets, _paced(sc.live(start, duration, rate, storms=storms),
+                                                                   start))
     print(f"-- live traffic done: {n} tweets", flush=True)
 
 

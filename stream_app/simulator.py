@@ -1,8 +1,9 @@
-"""Scenario simulator: generated brand chatter, then a bad-buzz storm (no dataset rows).
+"""Scenario simulator: generated brand chatter, then bad-buzz storms (no dataset rows).
 
 Tweets are assembled from small phrase tables so the traffic looks like a real brand's
-mentions: mostly neutral/positive chatter, then one brand's incident going viral with
-retweets and copy-pasted complaints. Used by ``badbuzz demo``, the tests and the benchmarks.
+mentions: mostly neutral/positive chatter, then a brand's incident going viral with
+retweets and copy-pasted complaints (an English airline's lost bags, a French ISP's network
+outage). Used by ``badbuzz demo``, the tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ class Scenario:
                                                           emo=self.rng.choice(EMOJI))
         return self._tweet(brand, text, ts)
 
-    def storm_tweet(self, ts: float) -> dict[str, Any]:
-        brand = self.storm_brand
+    def storm_tweet(self, ts: float, brand: str | None = None) -> dict[str, Any]:
+        brand = brand or self.storm_brand
         domain, lang = self.brands[brand]
         storm = [t for t in self.recent if t["brand"] == brand and t.get("storm")]
         if storm and self.rng.random() < self.duplicate_share:  # retweet or copy-paste of an earlier complaint
@@ -139,15 +140,18 @@ class Scenario:
                 yield self._clean(self.chatter(now - m * 60 + self.rng.random() * 60))
 
     def live(self, start: float, duration: float, rate: float, storm_at: float = 0.3,
-             storm_factor: float = 6.0) -> Iterator[tuple[float, dict[str, Any]]]:
-        """``(send_offset_s, tweet)``: chatter at ``rate``/s, the storm from ``storm_at`` of the run."""
+             storm_factor: float = 6.0, storms: dict[str, tuple[float, float]] | None = None,
+             ) -> Iterator[tuple[float, dict[str, Any]]]:
+        """``(send_offset_s, tweet)``: chatter at ``rate``/s; each storm (brand -> (start as a share of the
+        run, storm tweets per chatter tweet)) from its start; default: ``storm_brand`` from ``storm_at``."""
+        storms = storms or {self.storm_brand: (storm_at, storm_factor)}
         t = 0.0
         while t < duration:
-            storming = t >= storm_at * duration
             yield t, self._clean(self.chatter(start + t))
-            if storming:
-                for _ in range(int(storm_factor) + (self.rng.random() < storm_factor % 1)):
-                    yield t, self._clean(self.storm_tweet(start + t))
+            for brand, (at, factor) in storms.items():
+                if t >= at * duration:
+                    for _ in range(int(factor) + (self.rng.random() < factor % 1)):
+                        yield t, self._clean(self.storm_tweet(start + t, brand))
             t += 1.0 / rate
 
     @staticmethod

@@ -24,10 +24,10 @@ pytestmark = pytest.mark.integration
 EMAIL, PHONE = "comms@example.com", "+33612345678"
 
 
-def storm_traffic(now: float, seed: int = 11) -> list[tuple[bytes, bytes]]:
+def storm_traffic(now: float, seed: int = 11, brand: str = "airparadis") -> list[tuple[bytes, bytes]]:
     sc = Scenario(seed=seed)
     msgs = [t for t in sc.history(now - 180, minutes=30, per_minute=24)]
-    msgs += [sc.storm_tweet(now - 170 + i * 0.5) for i in range(320)]
+    msgs += [sc.storm_tweet(now - 170 + i * 0.5, brand) for i in range(320)]
     return [(tweet_key(t), orjson.dumps({k: v for k, v in t.items() if k != "storm"})) for t in msgs]
 
 
@@ -76,7 +76,8 @@ def test_storm_raises_alerts_and_notifies_once(broker, start_worker, smtp_server
     assert max(ids.values()) == 1, "no alert is published twice"
 
     req = urllib.request.Request(f"{w.url}/feedback", method="POST", data=orjson.dumps(
-        {"tweet_id": spike["samples"][0]["id"], "correct_label": "neutral", "reporter": "test"}))
+        {"tweet_id": spike["samples"][0]["id"], "correct_label": "neutral", "reporter": "test"}),
+        headers={"Content-Type": "application/json"})
     assert urllib.request.urlopen(req, timeout=5).status == 202
     time.sleep(2)
     text = w.get("/metrics").decode()
@@ -87,3 +88,24 @@ def test_storm_raises_alerts_and_notifies_once(broker, start_worker, smtp_server
     for family in REGISTRY.collect():
         names = {family.name, f"{family.name}_total", f"{family.name}_count", f"{family.name}_info"}
         assert names & exported, f"metric {family.name} missing from /metrics after storm traffic"
+
+
+def test_french_outage_storm_alerts_the_french_brand(broker, start_worker, smtp_server, twilio_server):
+    """A French ISP's outage: the French rule tables type it (network), whatever the model makes of French."""
+    env = smtp_server.env() | twilio_server.env() | {"BADBUZZ_ALERT_EMAILS": EMAIL, "BADBUZZ_ALERT_PHONES": PHONE}
+    w = start_worker("storm-fr", **env)
+    asyncio.run(produce_messages(broker.url, w.env["BADBUZZ_TOPIC_TWEETS"], storm_traffic(time.time(), 13, "freebox")))
+    deadline = time.monotonic() + 90
+    alerts: list[dict] = []
+    while time.monotonic() < deadline:
+        alerts = asyncio.run(read_all(broker.url, w.env["BADBUZZ_TOPIC_ALERTS"], idle=2))
+        if any(a["rule"] == "incident_spike" for a in alerts) and twilio_server.messages:
+            break
+        time.sleep(2)
+    spikes = [a for a in alerts if a["rule"] in ("incident_spike", "negative_spike")]
+    assert {(a["brand"], a["subject"]) for a in spikes if a["rule"] == "incident_spike"} >= {("freebox", "network")}
+    assert all(a["brand"] == "freebox" for a in spikes), "calm brands stay quiet"
+    assert any("panne" in s["text"].lower() for a in spikes for s in a["samples"])
+    mails = smtp_server.wait_for(1, timeout=30)
+    assert any("freebox" in m.subject for m in mails)
+    assert twilio_server.messages and all(s.to == PHONE for s in twilio_server.messages)
