@@ -118,6 +118,7 @@ class AlertEvent(faust.Record, serializer="json"):
     reason: str
     incident_start: str | None
     note: str | None
+    lang: str
     channels: list[str] | None = None
     decision: str | None = None
 

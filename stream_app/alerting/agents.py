@@ -72,7 +72,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
 
     async def publish(candidates, brand: str) -> None:
         for cand in candidates:
-            alert = Alert.from_candidate(cand, dashboard_url=s.public_url)
+            alert = Alert.from_candidate(cand, dashboard_url=s.public_url, lang=policy.config.language_of(brand))
             at = to_epoch(cand.window_end)  # event time: the policy's windows never read the wall clock
             decision = policy.decide(groups.get(alert.group_key), alert, at)
             if decision.deliver:

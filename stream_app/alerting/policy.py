@@ -65,6 +65,7 @@ class Alert(AlertKeys):
     reason: str = "new"  # new | escalation | repeat | resolved (the engine's lifecycle)
     incident_start: str | None = None
     note: str | None = None
+    lang: str = "en"  # language of the alert texts: the brand's, from [brands.<brand>] in the alert rules
 
 
     @staticmethod
@@ -73,7 +74,7 @@ class Alert(AlertKeys):
 
     @classmethod
     def from_candidate(
-        cls, c: Candidate, *, dashboard_url: str | None = None, created_at: str | None = None
+        cls, c: Candidate, *, dashboard_url: str | None = None, created_at: str | None = None, lang: str = "en"
     ) -> Alert:
         alert_id = cls.make_id(c.dedup_key, c.severity)
         base = dashboard_url or os.environ.get("BADBUZZ_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL
@@ -82,7 +83,7 @@ class Alert(AlertKeys):
         samples = tuple(_sample(s) for s in c.samples[:5])
         return cls(alert_id, c.rule, c.severity, c.brand, c.subject, c.window_start, c.window_end,
                    float(c.observed), None if c.baseline is None else float(c.baseline), float(c.threshold),
-                   samples, url, created_at or now_iso(), c.status, c.reason, c.incident_start, c.note)
+                   samples, url, created_at or now_iso(), c.status, c.reason, c.incident_start, c.note, lang)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,7 +92,7 @@ class Alert(AlertKeys):
             "observed": self.observed, "baseline": self.baseline, "threshold": self.threshold,
             "samples": [dict(s) for s in self.samples], "dashboard_url": self.dashboard_url,
             "created_at": self.created_at, "status": self.status, "reason": self.reason,
-            "incident_start": self.incident_start, "note": self.note,
+            "incident_start": self.incident_start, "note": self.note, "lang": self.lang,
         }
 
     @classmethod
@@ -101,7 +102,8 @@ class Alert(AlertKeys):
         return cls(str(d["id"]), d["rule"], d["severity"], d["brand"], d.get("subject"), d["window_start"],
                    d["window_end"], float(d["observed"]), None if baseline is None else float(baseline),
                    float(d["threshold"]), samples, d.get("dashboard_url", ""), d.get("created_at", ""),
-                   d.get("status", "firing"), d.get("reason", "new"), d.get("incident_start"), d.get("note"))
+                   d.get("status", "firing"), d.get("reason", "new"), d.get("incident_start"), d.get("note"),
+                   d.get("lang") or "en")
 
 
 def _sample(s: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,6 +165,10 @@ class PolicyConfig:
     dashboard_url: str = DEFAULT_DASHBOARD_URL
     sent_retention_hours: float = 48.0
     sms_per_hour: int = 0  # per recipient; 0 = no budget
+    brand_languages: dict[str, str] = field(default_factory=dict)  # brand -> language of its alert texts
+
+    def language_of(self, brand: str) -> str:
+        return self.brand_languages.get(brand, "en")
 
     def cooldown_seconds(self, rule: str) -> float:
         return 60.0 * self.cooldown_minutes
@@ -186,6 +192,8 @@ _QUIET = {
     "enabled": Field(bool, True),
 }
 _ROUTE = {ch: Field(list, [], str_list) for ch in CHANNELS}
+LANGUAGES = ("en", "fr")
+_BRAND = {"language": Field(str, "en", lambda v: None if v in LANGUAGES else f"expected one of {LANGUAGES}, got {v!r}")}
 
 
 def expand_recipients(
@@ -247,8 +255,13 @@ def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | N
     fallback = {ch: expand_recipients(fb[ch], ch, source, f"routing.fallback.{ch}", env) for ch in CHANNELS}
     dg = check_table(r_doc.get("digest", {}), {"email": Field(list, [], str_list)}, source, "routing.digest")
     digest = expand_recipients(dg["email"], "email", source, "routing.digest.email", env)
+    b_doc = doc.get("brands", {})
+    if not isinstance(b_doc, Mapping):
+        raise fail(source, "brands", "expected a table")
+    languages = {str(b): check_table(v, _BRAND, source, f"brands.{b}")["language"] for b, v in b_doc.items()}
     return PolicyConfig(
         cooldown_minutes=p["cooldown_minutes"],
+        brand_languages=languages,
         quiet_hours=quiet,
         routing=Routing(routes, fallback, digest),
         dashboard_url=p["dashboard_url"] or os.environ.get("BADBUZZ_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL,

@@ -41,7 +41,7 @@ def test_alert_roundtrip_and_schema_fields():
     d = a.to_dict()
     assert set(d) == {"id", "rule", "severity", "brand", "subject", "window_start", "window_end", "observed",
                       "baseline", "threshold", "samples", "dashboard_url", "created_at", "status", "reason",
-                      "incident_start", "note"}
+                      "incident_start", "note", "lang"}
     assert set(d["samples"][0]) == {"id", "text", "author", "link"}
     assert Alert.from_dict(json.loads(json.dumps(d))) == a
     assert a.dashboard_url == f"http://127.0.0.1:6066/dashboard?brand=acme&alert={a.id}"
