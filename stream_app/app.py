@@ -31,27 +31,33 @@ from .web.views import wire_web
 log = logging.getLogger("badbuzz")
 
 MAX_DLQ_PAYLOAD = 64 * 1024
+MAX_DLQ_KEY = 256  # a 200 KB key echoed twice once made a 1.2 MB dead letter the broker refused
 RECENT_PREDICTIONS = 20_000  # tweet id -> prediction, so /feedback can name what the model said
 
 
 def dead_letter(raw: bytes | None, code: str, message: str, *, topic: str, partition: int, offset: int,
                 timestamp_ms: int | None, key: bytes | None) -> dict[str, Any]:
-    """A dead-letter event keeping the original bytes (base64 when they are not UTF-8)."""
+    """A dead-letter event keeping the original bytes (base64 when they are not UTF-8), both bounded.
+
+    Value and key are truncated (with size and SHA-256) so the dead letter always fits the broker's
+    1 MB limit; the full record stays at source topic/partition/offset.
+    """
+    key = bytes(key) if key else None
     event: dict[str, Any] = {
-        "error": {"code": code, "message": message},
+        "error": {"code": code, "message": message[:1000]},
         "source": {
             "topic": topic,
             "partition": partition,
             "offset": offset,
             "timestamp_ms": timestamp_ms,
-            "key": key.decode("utf-8", "replace") if key else None,
+            "key": key[:MAX_DLQ_KEY].decode("utf-8", "replace") if key else None,
         },
         "failed_at": now_iso(),
     }
-    raw = raw or b""
+    if key and len(key) > MAX_DLQ_KEY:
+        event["source"]["key_truncated"] = {"original_bytes": len(key), "sha256": hashlib.sha256(key).hexdigest()}
+    raw = bytes(raw or b"")
     if len(raw) > MAX_DLQ_PAYLOAD:
-        # Kafka's default 1 MB request limit would refuse the dead letter itself; keep a prefix,
-        # the size and a digest. The full message stays at source topic/partition/offset.
         event["truncated"] = {"original_bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
         raw = raw[:MAX_DLQ_PAYLOAD]
     try:
@@ -59,6 +65,11 @@ def dead_letter(raw: bytes | None, code: str, message: str, *, topic: str, parti
     except UnicodeDecodeError:
         event["payload_base64"] = base64.b64encode(raw).decode("ascii")
     return event
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The dead letter's Kafka key: the original one when small, never an oversized one."""
+    return bytes(key) if key and len(key) <= MAX_DLQ_KEY else None
 
 
 @dataclass
@@ -144,8 +155,15 @@ def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, 
         broker_session_timeout=10,
         broker_heartbeat_interval=1,
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # Faust binds 0.0.0.0 unless told (tests/test_security.py)
         web_port=settings.web_port,
         web_enabled=True,
+        # faust-streaming 0.15.3 serves /table/<name>/<key> (table data: recipients, tweet samples) and
+        # /router/... with no auth; badbuzz routes nothing across nodes (tests/test_security.py).
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         datadir=str(settings.state_dir),
         store="memory://",
         table_cleanup_interval=30,
@@ -180,11 +198,11 @@ def _wire_enrichment(pipe: Pipeline) -> None:
     async def enrich(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
 
-        def prepare(events: list[Any]) -> tuple[list[tuple[dict[str, Any], Any]], list[dict[str, Any]], Any]:
+        def prepare(events: list[Any]) -> tuple[list[tuple[dict[str, Any], Any]], list[Any], Any]:
             """Parse a batch and start scoring it in the executor (awaited when the batch's turn comes)."""
             metrics.EVENTS_IN.inc(len(events))
             good: list[tuple[dict[str, Any], Any]] = []
-            dead: list[dict[str, Any]] = []
+            dead: list[tuple[bytes | None, dict[str, Any]]] = []
             for event in events:
                 msg = event.message
                 ts_ms = int(msg.timestamp * 1000) if msg.timestamp else None
@@ -192,6 +210,10 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                     good.append((parse_tweet(event.value, max_text=s.max_text, fallback_ms=ts_ms), msg))
                 except InvalidTweet as exc:
                     dead.append(_dead(msg, exc.code, exc.message))
+                except Exception as exc:  # noqa: BLE001 - a parser bug must cost one record, not the agent
+                    # "invalid_field": the closest code the dead-letter schema's enum has for it.
+                    log.exception("unexpected error parsing %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                    dead.append(_dead(msg, "invalid_field", f"parser error: {type(exc).__name__}: {exc}"))
             scoring = timed(pipe.enricher.enrich, [g[0] for g in good]) if good else None
             return good, dead, scoring
 
@@ -235,14 +257,14 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 if msg.timestamp:
                     metrics.E2E_SECONDS.observe(max(0.0, now - msg.timestamp))
             metrics.ENRICHED.inc(len(enriched))
-            for d in dead:
-                await dlq_topic.send(key=d["source"]["key"].encode() if d["source"]["key"] else None,
-                                     value=orjson.dumps(d))
+            for kafka_key, d in dead:
+                await dlq_topic.send(key=kafka_key, value=orjson.dumps(d))
                 metrics.DEAD_LETTERED.labels(d["error"]["code"]).inc()
 
-    def _dead(msg: Any, code: str, message: str) -> dict[str, Any]:
-        return dead_letter(msg.value, code, message, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                           timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None, key=msg.key)
+    def _dead(msg: Any, code: str, message: str) -> tuple[bytes | None, dict[str, Any]]:
+        letter = dead_letter(msg.value, code, message, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                             timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None, key=msg.key)
+        return dead_letter_key(msg.key), letter
 
     pipe.agents["enrich"] = enrich
 

@@ -89,24 +89,53 @@ def _author(value: Any) -> dict[str, Any] | None:
     }
 
 
+def _v2_part(parent: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """An optional part of a v2 envelope, of the shape ``schemas/tweet.schema.json`` gives it, else refused."""
+    value = parent.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind) or (kind is list and not all(isinstance(v, dict) for v in value)):
+        shape = "an object" if kind is dict else "an array of objects"
+        raise InvalidTweet("invalid_field", f"{where}{key} must be {shape}")
+    return value
+
+
+def _v2_str(obj: dict[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidTweet("invalid_field", f"{where}{key} must be a string")
+    return value
+
+
 def _from_v2(envelope: dict[str, Any]) -> dict[str, Any]:
-    """Map a Twitter API v2 ``{"data": ..., "includes": ...}`` envelope onto our tweet fields."""
+    """Map a Twitter API v2 ``{"data": ..., "includes": ...}`` envelope onto our tweet fields.
+
+    Every nested part is checked against the schema before use: ``"includes": [1]`` once raised
+    AttributeError outside the dead-letter path and crash-looped the agent (tests/test_security.py).
+    """
     data = envelope["data"]
-    users = {u.get("id"): u for u in (envelope.get("includes") or {}).get("users") or [] if isinstance(u, dict)}
-    user = users.get(data.get("author_id")) or {}
-    refs = {r.get("type"): r.get("id") for r in data.get("referenced_tweets") or [] if isinstance(r, dict)}
-    rules = envelope.get("matching_rules") or []
-    brand = envelope.get("brand") or next((r.get("tag") for r in rules if isinstance(r, dict) and r.get("tag")), None)
-    metrics = user.get("public_metrics") or {}
+    users = {u.get("id"): u for u in _v2_part(_v2_part(envelope, "includes", dict, ""), "users", list, "includes.")
+             if isinstance(u.get("id"), str)}
+    author_id = _v2_str(data, "author_id", "data.")
+    user = users.get(author_id) or {}
+    refs: dict[str, Any] = {}
+    for r in _v2_part(data, "referenced_tweets", list, "data."):
+        if r.get("type") not in (None, "retweeted", "quoted", "replied_to"):
+            raise InvalidTweet("invalid_field", "data.referenced_tweets[].type must be retweeted, quoted or replied_to")
+        refs[r.get("type")] = _v2_str(r, "id", "data.referenced_tweets[].")
+    rules = _v2_part(envelope, "matching_rules", list, "")
+    brand = _v2_str(envelope, "brand", "") or next((_v2_str(r, "tag", "matching_rules[].") for r in rules
+                                                   if r.get("tag")), None)
+    metrics = user.get("public_metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
     author = None
-    if data.get("author_id") is not None or user:
-        author = {"id": data.get("author_id"), "handle": user.get("username"),
-                  "followers": metrics.get("followers_count")}
+    if author_id is not None or user:
+        author = {"id": author_id, "handle": user.get("username"), "followers": metrics.get("followers_count")}
     return {
         "id": data.get("id"),
         "text": data.get("text"),
-        "created_at": data.get("created_at"),
-        "lang": data.get("lang"),
+        "created_at": _v2_str(data, "created_at", "data."),
+        "lang": _v2_str(data, "lang", "data."),
         "brand": brand,
         "author": author,
         "is_retweet": "retweeted" in refs,

@@ -1,17 +1,26 @@
 """HTTP endpoints on the worker's Faust web server.
 
 ``/health`` liveness, ``/ready`` readiness, ``/metrics`` Prometheus; ``/feedback`` (POST) publishes a
-comms-team correction; ``/dashboard`` and ``/api/state`` serve the live dashboard. Off loopback, the
-feedback, dashboard and API endpoints require ``Authorization: Bearer $BADBUZZ_API_TOKEN``.
+comms-team correction; ``/dashboard`` and ``/api/state`` serve the live dashboard. When the server is not
+bound to loopback only (or a request arrives on a non-loopback address), ``/feedback`` and ``/api/state``
+require ``Authorization: Bearer $BADBUZZ_API_TOKEN``. Every endpoint but the probes checks ``Host`` (and
+``Origin`` when sent) against an allow-list, so DNS rebinding and cross-site posts are refused (SECURITY.md).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import ipaddress
+import re
+import socket
 import time
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from faust.web import View
@@ -21,13 +30,101 @@ from .. import metrics
 from .state import brand_state
 
 STATIC = Path(__file__).parent / "static"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_BODY = 16 * 1024
 LABELS = ("negative", "neutral", "positive")
+WILDCARDS = {"", "0.0.0.0", "::", "*"}
+LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
+DENIED = {"error": "missing or invalid bearer token"}
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
+    """Whether binding ``host`` listens on loopback only: every address it resolves to is loopback.
+
+    Decided from the addresses the server binds, not the name: ``0.0.0.0``/``::``/empty bind every
+    interface, and a name resolving to any non-loopback address is not loopback.
+    """
+    if host.strip() in WILDCARDS:
+        return False
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
+
+
+def allowed_hosts(settings: Any) -> frozenset[str] | None:
+    """``host:port`` values accepted in ``Host``/``Origin``; None (no Host check) on a wildcard bind.
+
+    Default: the configured host and the localhost forms at the web port, plus the public dashboard URL's
+    host. A wildcard bind requires the token, which is what protects it (any Host reaches it there).
+    """
+    if settings.web_host.strip() in WILDCARDS:
+        return None
+    port = settings.web_port
+    host = settings.web_host if ":" not in settings.web_host.strip("[]") else f"[{settings.web_host.strip('[]')}]"
+    hosts = {f"{h}:{port}".lower() for h in (host, *LOCAL_NAMES)}
+    if settings.dashboard_url:
+        parts = urlsplit(settings.dashboard_url)
+        if parts.hostname:
+            default = 443 if parts.scheme == "https" else 80
+            hosts.add(f"{parts.netloc.rsplit('@', 1)[-1].lower()}")
+            hosts.add(f"{parts.hostname.lower()}:{parts.port or default}")
+    return frozenset(hosts)
+
+
+def _with_port(netloc: str, default: int) -> str:
+    netloc = netloc.strip().lower()
+    return netloc if re.search(r"(:\d+)$", netloc) and not netloc.endswith("]") else f"{netloc}:{default}"
+
+
+def host_allowed(request: Any, allowed: frozenset[str] | None) -> bool:
+    """``Host`` is allow-listed, and ``Origin`` (when sent) is allow-listed or this same host."""
+    host = request.headers.get("Host", "")
+    if allowed is not None and _with_port(host, 80) not in allowed:
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False  # "null" (sandboxed frames, file://) and other schemes
+    netloc = _with_port(parts.netloc, 443 if parts.scheme == "https" else 80)
+    return netloc == _with_port(host, 80) or (allowed is not None and netloc in allowed)
+
+
+def bearer(request: Any) -> bytes:
+    """The token of an ``Authorization: Bearer`` header as bytes (never from the URL: it would be logged)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return b""
+    return token.strip().encode("utf-8", "replace")  # non-ASCII tokens compare (and fail), never raise
+
+
+def arrived_on_loopback(request: Any) -> bool:
+    """Whether the connection's local address is loopback (a second check that needs no name at all)."""
+    transport = getattr(request, "transport", None)
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if not sockname or not isinstance(sockname, tuple):
+        return True  # unix socket: local by construction
+    try:
+        return ipaddress.ip_address(str(sockname[0]).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@cache
+def dashboard_page() -> tuple[str, dict[str, str]]:
+    """The dashboard HTML and its headers: a CSP allowing exactly its own inline scripts (by hash)."""
+    text = (STATIC / "dashboard.html").read_text(encoding="utf-8")
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'"
+                      for m in re.findall(r"<script>(.*?)</script>", text, re.S))
+    csp = (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; connect-src 'self'; "
+           "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+    return text, {**HTML_HEADERS, "Content-Security-Policy": csp}
+
+
+HTML_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store"}
 
 
 class FeedbackError(ValueError):
@@ -67,17 +164,18 @@ def validate_feedback(body: Any, recent: dict[str, tuple[str | None, str, str]])
 
 def wire_web(pipe: Any) -> None:
     app, s = pipe.app, pipe.settings
-    protected = not is_loopback(s.web_host)
+    bound_loopback = is_loopback(s.web_host)
+    allowed = allowed_hosts(s)
+    expected = (s.api_token or "").encode()
 
-    def authorized(request: Any) -> bool:
-        if not protected:
-            return True
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() or request.query.get("token", "")
-        return bool(s.api_token) and hmac.compare_digest(token.encode(), s.api_token.encode())
-
-    def deny(web: Any) -> Any:
-        return web.json({"error": "missing or invalid bearer token"}, status=401)
+    def refused(web: Any, request: Any, *, auth: bool = True) -> Any | None:
+        """The error response for a request that fails the Host/Origin or token check, else None."""
+        if not host_allowed(request, allowed):
+            return web.json({"error": "host or origin not allowed"}, status=403, headers=dict(HTML_HEADERS))
+        if auth and not (bound_loopback and arrived_on_loopback(request)):
+            if not expected or not hmac.compare_digest(bearer(request), expected):
+                return web.json(DENIED, status=401, headers={**HTML_HEADERS, "WWW-Authenticate": "Bearer"})
+        return None
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -96,8 +194,12 @@ def wire_web(pipe: Any) -> None:
     @app.page("/feedback")
     class Feedback(View):
         async def post(self, request: Any) -> Any:
-            if not authorized(request):
-                return deny(self)
+            if (denied := refused(self, request)) is not None:
+                return denied
+            # A cross-site form or no-cors fetch can only send "simple" content types; requiring JSON
+            # forces a CORS preflight, which this server never grants.
+            if request.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
+                return self.json({"error": "Content-Type must be application/json"}, status=415)
             body = await request.read()
             if len(body) > MAX_BODY:
                 return self.json({"error": f"body larger than {MAX_BODY} bytes"}, status=413)
@@ -112,14 +214,18 @@ def wire_web(pipe: Any) -> None:
 
     @app.page("/api/state")
     async def api_state(web: Any, request: Any) -> Any:
-        if not authorized(request):
-            return deny(web)
-        return web.bytes(orjson.dumps(dashboard_state(pipe)), content_type="application/json")
+        if (denied := refused(web, request)) is not None:
+            return denied
+        return web.bytes(orjson.dumps(dashboard_state(pipe)), content_type="application/json",
+                         headers=dict(HTML_HEADERS))
 
     async def page(web: Any, request: Any) -> Any:
-        if not authorized(request):
-            return deny(web)
-        return web.html((STATIC / "dashboard.html").read_text(encoding="utf-8"))
+        # The page is static and holds no data (it fetches /api/state with the bearer header), so it
+        # needs no token: a browser cannot send a header when navigating, and a URL token gets logged.
+        if (denied := refused(web, request, auth=False)) is not None:
+            return denied
+        text, headers = dashboard_page()
+        return web.html(text, headers=dict(headers))
 
     app.page("/")(page)
     app.page("/dashboard")(page)
