@@ -24,11 +24,11 @@ import unicodedata
 import urllib.error
 import urllib.request
 from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ._schema import AlertConfigError
 from .policy import Alert, Routing, mask_recipient
@@ -170,6 +170,61 @@ def _hm(iso_ts: str) -> str:
     return iso_ts[11:16] if len(iso_ts) >= 16 else iso_ts
 
 
+# Tweet content (text, author, id, brand) is untrusted: a 150k-follower account can put a phishing link in
+# front of the comms team. Plain-text fields are made single-line (no injected lines or e-mail headers),
+# URLs and host names are defanged AFTER any normalisation (NFKD turned fullwidth letters into a live URL),
+# and webhook markup is escaped (tests/test_security.py).
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")  # zero-width, bidi controls
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
+_SCHEME = re.compile(r"(?i)\bh(?:tt|xx)p(s?):(?:/|\\)*")
+_OTHER_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{1,15}):(//|\\\\)")
+_HOST = re.compile(r"(?:[^\W_](?:[\w-]{0,62})\.)+[^\W\d_]{2,63}\b|\b\d{1,3}(?:\.\d{1,3}){3}\b")
+TWEET_LINK = re.compile(r"^https://(?:twitter\.com|x\.com|t\.co)/[\w/-]{1,200}$", re.ASCII)  # stays a live link
+
+
+def one_line(value: Any) -> str:
+    """Untrusted text as one line: line breaks and control characters become spaces, invisible ones go."""
+    return _BREAKS.sub(" ", _INVISIBLE.sub("", str(value))).strip()
+
+
+def defang(text: str) -> str:
+    """Make URLs and host names non-clickable (``hxxps://evil[.]example/r``), after NFKC folding.
+
+    Idempotent, so already defanged text stays as it is.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    text = _SCHEME.sub(lambda m: f"hxxp{m.group(1)}://", text)
+    text = _OTHER_SCHEME.sub(lambda m: f"{m.group(1)}[:]//" if m.group(1).lower() not in ("hxxp", "hxxps")
+                             else m.group(0), text)
+    return _HOST.sub(lambda m: m.group(0).replace(".", "[.]"), text)
+
+
+def _safe_sample(s: Mapping[str, Any]) -> dict[str, Any]:
+    link = s.get("link")
+    if link and not TWEET_LINK.match(str(link)):
+        link = defang(one_line(link))
+    return {**s, "id": one_line(s.get("id") or ""), "text": defang(one_line(s.get("text", ""))),
+            "author": defang(one_line(s["author"])) if s.get("author") else s.get("author"), "link": link}
+
+
+def untrusted(alert: Alert) -> Alert:
+    """A copy of ``alert`` safe to put in a plain-text or HTML message (see the comment above)."""
+    def line(v: str | None) -> str | None:
+        return None if v is None else one_line(v)
+
+    return replace(alert, id=one_line(alert.id), brand=defang(one_line(alert.brand)),
+                   subject=None if alert.subject is None else defang(one_line(alert.subject)),
+                   window_start=one_line(alert.window_start), window_end=one_line(alert.window_end),
+                   created_at=one_line(alert.created_at), incident_start=line(alert.incident_start),
+                   note=line(alert.note), dashboard_url=one_line(alert.dashboard_url),
+                   samples=tuple(_safe_sample(s) for s in alert.samples))
+
+
+def slack_escape(text: str) -> str:
+    """Slack/mrkdwn control characters as entities: ``<!channel>`` and ``<url|text>`` become inert."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def describe(alert: Alert) -> str:
     """One line: what was observed against what."""
     subject = f" [{alert.subject}]" if alert.subject and alert.subject not in ("negative", "claims", "model") else ""
@@ -186,12 +241,14 @@ def describe(alert: Alert) -> str:
 
 
 def render_subject(alert: Alert) -> str:
+    alert = untrusted(alert)  # a brand with CR/LF once made the e-mail library raise
     return f"[badbuzz][{alert.severity.upper()}] {alert.rule} - {alert.brand}" + (
         f" ({alert.subject})" if alert.subject and alert.rule == "incident_spike" else ""
     )
 
 
 def render_text(alert: Alert, note: str | None = None) -> str:
+    alert, note = untrusted(alert), None if note is None else one_line(note)
     lines = []
     if note:
         lines += [note, ""]
@@ -218,7 +275,7 @@ def render_text(alert: Alert, note: str | None = None) -> str:
 
 
 def render_html(alert: Alert, note: str | None = None) -> str:
-    e = html.escape
+    alert, e = untrusted(alert), html.escape
     color = "#b00020" if alert.severity == "critical" else "#b26a00"
     rows = [("Rule", alert.rule), ("Brand", alert.brand), ("Subject", alert.subject or ""),
             ("Window", f"{alert.window_start} → {alert.window_end}"), ("Observed", _fmt(alert.observed)),
@@ -234,7 +291,7 @@ def render_html(alert: Alert, note: str | None = None) -> str:
         for s in alert.samples:
             link = s.get("link")
             text = e(s.get("text", ""))
-            body = f"<a href=\"{e(link)}\">{text}</a>" if link else text
+            body = f"<a href=\"{e(link)}\">{text}</a>" if link and TWEET_LINK.match(link) else text
             parts.append(f"<li><strong>@{e(s.get('author') or '?')}</strong>: {body}</li>")
         parts.append("</ul>")
     parts.append(f"<p><a href=\"{e(alert.dashboard_url)}\">Open the dashboard</a></p>")
@@ -279,15 +336,16 @@ def _ascii(text: str) -> str:
 
 def render_sms(alert: Alert, note: str | None = None, limit: int = SMS_MAX_CHARS) -> str:
     """Plain GSM-7 text of at most ``limit`` characters (2 segments), the dashboard link always last."""
-    head = _ascii(f"{'' if not note else note + ' '}badbuzz {alert.severity.upper()} {describe(alert)}, "
-                  f"{_hm(alert.window_start)}-{_hm(alert.window_end)}Z.")
+    # Defang after _ascii: its NFKD folding can turn look-alike characters into a URL.
+    head = defang(_ascii(f"{'' if not note else note + ' '}badbuzz {alert.severity.upper()} {describe(alert)}, "
+                         f"{_hm(alert.window_start)}-{_hm(alert.window_end)}Z."))
     url = _ascii(alert.dashboard_url)
     if len(url) > limit // 2:
         url = ""
     sample = ""
     if alert.samples:
         s = alert.samples[0]
-        sample = _ascii(f'@{s.get("author") or "?"}: "{s.get("text", "")}"')
+        sample = defang(_ascii(f'@{s.get("author") or "?"}: "{s.get("text", "")}"'))
     budget = limit - len(url) - (1 if url else 0)
     body = head
     if sample and len(head) + 1 + 20 <= budget:
@@ -301,6 +359,7 @@ def render_sms(alert: Alert, note: str | None = None, limit: int = SMS_MAX_CHARS
 
 def render_digest(alerts: Sequence[Alert]) -> tuple[str, str, str]:
     """(subject, text, html) of a digest of alerts held back by quiet hours."""
+    alerts = [untrusted(a) for a in alerts]
     subject = f"[badbuzz] Digest: {len(alerts)} alert(s) held during quiet hours"
     text = "\n".join([subject, ""] + [f"- {a.severity.upper()} {a.window_start}: {describe(a)}\n  {a.dashboard_url}"
                                        for a in alerts]) + "\n"
@@ -506,8 +565,11 @@ class WebhookNotifier:
     channel = "webhook"
 
     def send_alert(self, recipient: str, alert: Alert, timeout: float, note: str | None = None) -> None:
-        text = f"*{alert.severity.upper()}* {describe(alert)} <{alert.dashboard_url}|dashboard>"
-        payload = json.dumps({"text": f"{note} {text}" if note else text, "alert": alert.to_dict()}).encode()
+        safe = untrusted(alert)
+        url = quote(safe.dashboard_url, safe=":/?#[]@!$&'()*+,;=%")  # no <, > or | to break the link markup
+        text = f"*{safe.severity.upper()}* {slack_escape(describe(safe))} <{url}|dashboard>"
+        text = f"{slack_escape(one_line(note))} {text}" if note else text
+        payload = json.dumps({"text": text, "alert": alert.to_dict()}).encode()
         req = urllib.request.Request(recipient, data=payload, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "badbuzz"})
         try:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import html
 import io
 import logging
 import random
@@ -241,3 +243,82 @@ def test_console_notifier():
     ConsoleNotifier(buf).send_alert("stdout", make_alert(), 1.0)
     out = buf.getvalue()
     assert "[badbuzz][CRITICAL]" in out and "SMS: badbuzz CRITICAL" in out
+
+
+# -- issue 19, finding 6: tweet content is untrusted in every alert text -------------------------------------
+PHISH = "Reset your badbuzz login now: https://badbuzz-sso.evil.example/r"
+FULLWIDTH = "ｈｔｔｐｓ：／／ｅｖｉｌ．ｅｘａｍｐｌｅ／ｘ"
+
+
+def hostile_alert(brand: str = "acme-air\r\nBcc: boss@evil.example") -> Alert:
+    samples = ({"id": "1\n\nURGENT: call +33 6 00 00 00 00", "text": PHISH, "author": "bigaccount",
+                "link": "https://evil.example/status/1"},
+               {"id": "2", "text": FULLWIDTH, "author": "x\u202eevil", "link": "https://twitter.com/x/status/2"})
+    c = Candidate("negative_spike", "critical", brand, "negative", "2024-05-01T10:25:00Z",
+                  "2024-05-01T10:30:00Z", 135.0, 12.4, 40.0, samples)
+    return Alert.from_candidate(c, dashboard_url="http://127.0.0.1:6066/dashboard", created_at="2024-05-01T10:30:01Z")
+
+
+def test_defang_and_one_line():
+    from stream_app.alerting.notifiers import defang, one_line
+
+    assert defang(PHISH).endswith("hxxps://badbuzz-sso[.]evil[.]example/r")
+    assert defang(FULLWIDTH) == "hxxps://evil[.]example/x" and defang(defang(PHISH)) == defang(PHISH)
+    assert defang("see evil.example or 10.0.0.1, ftp://host.example") == \
+        "see evil[.]example or 10[.]0[.]0[.]1, ftp[:]//host[.]example"
+    assert defang("135/h vs usual 12.4/h, 10:30Z.") == "135/h vs usual 12.4/h, 10:30Z."
+    assert one_line("a\r\nb\u2028c\x00d\u202e") == "a b c d"
+
+
+async def test_alert_texts_defang_urls_and_stay_single_line(smtp_server, twilio_server):
+    d = dispatcher(smtp_server.env(), twilio_server.env())
+    a = hostile_alert()
+    results = await d.deliver(a)
+    assert all(r.ok for r in results), [r.to_dict() for r in results]  # the CR/LF brand no longer raises
+    [mail] = smtp_server.wait_for(1)
+    assert "\n" not in mail.subject and "Bcc" not in mail.message.keys() and not mail.message["Bcc"]
+    text, html_body = mail.text(), mail.html()
+    for body in (text, html.unescape(html_body)):
+        body = body.replace(a.dashboard_url, "")  # ours; it carries the brand URL-encoded
+        assert "https://badbuzz-sso" not in body and "evil.example" not in body and "https://evil" not in body
+        assert "hxxps://badbuzz-sso[.]evil[.]example/r" in body and "hxxps://evil[.]example/x" in body
+    assert "\n\nURGENT" not in text and "\u202e" not in text
+    assert 'href="https://twitter.com/x/status/2"' in html_body and 'href="https://evil' not in html_body
+    [sms] = twilio_server.messages
+    assert sms.body.endswith(a.dashboard_url) and "\r" not in sms.body
+    head = sms.body.removesuffix(a.dashboard_url)
+    assert "https://badbuzz" not in head and "https://evil" not in head and "evil.example" not in head
+    assert "hxxps://badbuzz-sso[." in head  # truncated to fit two segments, defanged before
+    fullwidth = render_sms(dataclasses.replace(a, samples=(a.samples[1],)))
+    assert "hxxps://evil[.]example/x" in fullwidth and "https://evil" not in fullwidth
+
+
+def test_webhook_escapes_slack_markup():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from stream_app.alerting.notifiers import WebhookNotifier
+
+    got: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - stdlib hook name
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        a = hostile_alert(brand="<!channel> <https://evil.example|click> & co")
+        WebhookNotifier().send_alert(f"http://127.0.0.1:{httpd.server_address[1]}/hook", a, 5.0, note="<!here>")
+    finally:
+        httpd.shutdown()
+    text = got[0]["text"]
+    assert "<!channel>" not in text and "<!here>" not in text and "<https://evil" not in text
+    assert "&lt;!channel&gt;" in text and "&amp; co" in text and "&lt;!here&gt;" in text
+    assert text.count("<") == 1 and text.endswith("|dashboard>")
