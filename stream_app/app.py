@@ -9,7 +9,10 @@ import asyncio
 import base64
 import hashlib
 import logging
+import os
+import signal
 import socket
+import threading
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +36,7 @@ log = logging.getLogger("badbuzz")
 MAX_DLQ_PAYLOAD = 64 * 1024
 MAX_DLQ_KEY = 256  # a 200 KB key echoed twice once made a 1.2 MB dead letter the broker refused
 RECENT_PREDICTIONS = 20_000  # tweet id -> prediction, so /feedback can name what the model said
+STOP_GRACE_S = 25.0  # Kubernetes sends SIGKILL 30 s after SIGTERM
 
 
 def dead_letter(raw: bytes | None, code: str, message: str, *, topic: str, partition: int, offset: int,
@@ -70,6 +74,52 @@ def dead_letter(raw: bytes | None, code: str, message: str, *, topic: str, parti
 def dead_letter_key(key: bytes | None) -> bytes | None:
     """The dead letter's Kafka key: the original one when small, never an oversized one."""
     return bytes(key) if key and len(key) <= MAX_DLQ_KEY else None
+
+
+def _own_children() -> list[int]:
+    """Pids of this process's children (the embedded broker), from /proc."""
+    me, out = os.getpid(), []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat", "rb") as fh:
+                    if int(fh.read().rsplit(b")", 1)[1].split()[1]) == me:
+                        out.append(int(stat))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def _force_exit(grace: float) -> None:
+    """Last resort of a stop that hangs: stop our children (the embedded broker), then exit at once."""
+    log.error("worker still stopping %.0f s after the stop signal (broker unreachable?): exiting now", grace)
+    for pid in _own_children():
+        try:
+            os.killpg(pid, signal.SIGTERM) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    time.sleep(1.0)
+    logging.shutdown()
+    os._exit(1)
+
+
+class BadbuzzApp(faust.App):
+    """A Faust app whose worker stop is bounded (tests/test_security.py::test_sigterm_*).
+
+    faust-streaming 0.15.3's stop waits forever for its consumer thread when the broker is unreachable
+    (it needed SIGKILL): once a worker starts stopping, a daemon timer ends the process after
+    ``STOP_GRACE_S``. Armed only inside a Faust worker (``in_worker``), so an in-process app never exits.
+    """
+
+    stop_grace_s: float = STOP_GRACE_S
+    _stop_timer: threading.Timer | None = None
+
+    async def on_stop(self) -> None:
+        if self.in_worker and self._stop_timer is None:
+            self._stop_timer = threading.Timer(self.stop_grace_s, _force_exit, args=(self.stop_grace_s,))
+            self._stop_timer.daemon = True
+            self._stop_timer.start()
+        await super().on_stop()
 
 
 @dataclass
@@ -146,7 +196,7 @@ def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, 
     never_commit_skipped()
     dedup_commit_offsets()
     redeliver_discarded()
-    app = faust.App(
+    app = BadbuzzApp(
         settings.app_id,
         broker=settings.broker,
         topic_partitions=settings.partitions,

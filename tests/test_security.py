@@ -12,6 +12,8 @@ import hashlib
 import ipaddress
 import json
 import re
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +24,7 @@ import orjson
 import pytest
 
 from stream_app.broker import EmbeddedBroker
-from stream_app.kafkaio import consume_topic, produce_messages
+from stream_app.kafkaio import consume_topic, group_lag, produce_messages
 from stream_app.web.views import is_loopback
 from stream_app.workerproc import WorkerProcess
 
@@ -166,3 +168,42 @@ def test_poison_records_are_dead_lettered_and_the_agent_goes_on(broker, worker):
     assert counts["badbuzz_events_in_total"] == counts["badbuzz_events_enriched_total"] + counts[
         "badbuzz_events_dead_lettered_total"] == 7, counts
     assert "AttributeError" not in worker.tail(50_000) and "crashed" not in worker.tail(50_000).lower()
+
+
+# -- finding 8: SIGTERM / SIGINT end the worker within Kubernetes' 30 s grace period ----------------------
+def stop_with(w: WorkerProcess, sig: signal.Signals, timeout: float = 40) -> tuple[int | None, float]:
+    started = time.monotonic()
+    w.proc.send_signal(sig)
+    try:
+        return w.proc.wait(timeout), time.monotonic() - started
+    except subprocess.TimeoutExpired:
+        w.kill()
+        return None, time.monotonic() - started
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_ends_a_busy_worker_with_offsets_committed(broker, start_worker, sig):
+    w = start_worker(f"stop{sig.value}")
+    topic = w.env["BADBUZZ_TOPIC_TWEETS"]
+    tweets = [(None, orjson.dumps({"id": f"st-{i}", "text": f"flight {i} delayed again", "brand": "secair"}))
+              for i in range(300)]
+    asyncio.run(produce_messages(broker.url, topic, tweets))
+
+    async def enriched() -> int:
+        return len([r async for r in consume_topic(broker.url, w.env["BADBUZZ_TOPIC_ENRICHED"], limit=300,
+                                                   timeout=30)])
+
+    assert asyncio.run(enriched()) == 300
+    rc, took = stop_with(w, sig)
+    assert rc == 0 and took <= 30, (rc, took, w.tail())
+    lag = asyncio.run(group_lag(broker.url, w.env["BADBUZZ_APP_ID"], topic))
+    assert lag and not any(lag.values()), lag
+
+
+def test_stop_signal_ends_the_worker_even_with_the_broker_gone(tmp_path):
+    with EmbeddedBroker() as own:
+        w = worker_process(own.url, tmp_path, "orphan").start()
+    time.sleep(2)  # the broker is gone: Faust's own stop would wait for its consumer thread forever
+    rc, took = stop_with(w, signal.SIGTERM)
+    assert rc is not None and took <= 30, (rc, took, w.tail())
+    assert "exiting now" in w.tail(200_000)
