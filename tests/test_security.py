@@ -108,6 +108,24 @@ def test_feedback_refuses_cross_site_and_rebinding(worker):
     assert request(url, method="POST", body=FEEDBACK, headers=JSON | {"Host": f"localhost:{worker.port}"})[0] == 202
 
 
+# -- finding 5: feedback is rate-limited per brand and per client ------------------------------------------
+def test_feedback_flood_is_rate_limited(worker):
+    url = f"{worker.url}/feedback"
+
+    def post(brand: str) -> tuple[int, dict[str, str]]:
+        body = orjson.dumps({"tweet_id": f"fl-{brand}", "correct_label": "neutral", "predicted_label": "negative",
+                             "brand": brand})
+        status, headers, _ = request(url, method="POST", body=body, headers=JSON)
+        return status, headers
+
+    one_brand = [post("floodair") for _ in range(25)]
+    accepted = sum(status == 202 for status, _ in one_brand)
+    assert 10 <= accepted <= 11, accepted  # the brand's burst (plus at most one refill)
+    assert all(status == 429 and int(h["Retry-After"]) >= 1 for status, h in one_brand[accepted:])
+    many_brands = [post(f"brand{i}")[0] for i in range(50)]
+    assert many_brands.count(429) >= 40, many_brands  # the client's burst is spent: 50 brands cannot flood
+
+
 def test_dashboard_sends_security_headers(worker):
     status, headers, body = request(f"{worker.url}/dashboard")
     assert status == 200

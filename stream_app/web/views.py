@@ -16,6 +16,7 @@ import ipaddress
 import re
 import socket
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -127,6 +128,33 @@ HTML_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", 
                 "Cache-Control": "no-store"}
 
 
+class RateLimiter:
+    """Token buckets per key (a client address, a brand): ``burst`` at once, then ``per_minute``.
+
+    In memory and per worker, like the feedback counts it protects; the least recently used keys are
+    dropped beyond ``max_keys`` so a flood of distinct keys cannot grow it (SECURITY.md says why no library).
+    """
+
+    def __init__(self, burst: float, per_minute: float, max_keys: int = 10_000) -> None:
+        self.burst, self.rate, self.max_keys = burst, per_minute / 60.0, max_keys
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        """Take one token for ``key``: 0 when allowed, else the seconds until the next token."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self.buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+        self.buckets[key] = (tokens - 1 if wait == 0 else tokens, now)
+        while len(self.buckets) > self.max_keys:
+            self.buckets.popitem(last=False)
+        return wait
+
+
+FEEDBACK_PER_CLIENT = (20, 60)  # burst, per minute: a person correcting labels by hand never hits it
+FEEDBACK_PER_BRAND = (10, 10)  # the misclassification alert needs a handful of reports per window
+
+
 class FeedbackError(ValueError):
     pass
 
@@ -167,6 +195,11 @@ def wire_web(pipe: Any) -> None:
     bound_loopback = is_loopback(s.web_host)
     allowed = allowed_hosts(s)
     expected = (s.api_token or "").encode()
+    per_client, per_brand = RateLimiter(*FEEDBACK_PER_CLIENT), RateLimiter(*FEEDBACK_PER_BRAND)
+
+    def too_many(web: Any, wait: float, what: str) -> Any:
+        return web.json({"error": f"too many feedback requests for this {what}; retry later"}, status=429,
+                        headers={"Retry-After": str(max(1, round(wait)))})
 
     def refused(web: Any, request: Any, *, auth: bool = True) -> Any | None:
         """The error response for a request that fails the Host/Origin or token check, else None."""
@@ -196,6 +229,8 @@ def wire_web(pipe: Any) -> None:
         async def post(self, request: Any) -> Any:
             if (denied := refused(self, request)) is not None:
                 return denied
+            if wait := per_client.retry_after(request.remote or "-"):
+                return too_many(self, wait, "client")
             # A cross-site form or no-cors fetch can only send "simple" content types; requiring JSON
             # forces a CORS preflight, which this server never grants.
             if request.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
@@ -209,6 +244,8 @@ def wire_web(pipe: Any) -> None:
                 return self.json({"error": "body is not valid JSON"}, status=400)
             except FeedbackError as exc:
                 return self.json({"error": str(exc)}, status=400)
+            if wait := per_brand.retry_after((event["brand"] or "-").strip().lower()):
+                return too_many(self, wait, "brand")
             await pipe.topics["feedback"].send(key=(event["brand"] or "-").encode(), value=orjson.dumps(event))
             return self.json({"status": "accepted", "feedback": event}, status=202)
 
