@@ -26,9 +26,11 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_MODEL_DIR": (str(DEFAULT_MODEL_DIR), "sentiment model folder (model.onnx, tokenizer.json, config.json)"),
     "BADBUZZ_RULES_DIR": ("", "rule tables folder; unset = the shipped tables"),
     "BADBUZZ_ALERT_RULES": ("", "alert rules TOML; unset = the shipped file"),
-    "BADBUZZ_WEB_HOST": ("127.0.0.1", "worker web server bind address (metrics, health, dashboard, feedback)"),
+    "BADBUZZ_WEB_HOST": ("127.0.0.1", "worker web server bind address, bound exactly (metrics, health, dashboard, "
+                                      "feedback); Host/Origin must name it, localhost or BADBUZZ_DASHBOARD_URL"),
     "BADBUZZ_WEB_PORT": ("6066", "worker web server port"),
-    "BADBUZZ_API_TOKEN": ("", "bearer token required by /feedback and the dashboard when not bound to loopback"),
+    "BADBUZZ_API_TOKEN": ("", "bearer token (Authorization header only) required by /feedback and /api/state "
+                              "when the bind address is not loopback"),
     "BADBUZZ_STATE_DIR": (".badbuzz", "Faust data directory (table state)"),
     "BADBUZZ_BATCH_SIZE": ("256", "largest scoring micro-batch (under load batches fill up to it)"),
     "BADBUZZ_BATCH_WAIT": ("0.005", "seconds to wait for a micro-batch to fill (a full batch goes at once)"),
