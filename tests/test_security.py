@@ -225,3 +225,26 @@ def test_stop_signal_ends_the_worker_even_with_the_broker_gone(tmp_path):
     rc, took = stop_with(w, signal.SIGTERM)
     assert rc is not None and took <= 30, (rc, took, w.tail())
     assert "exiting now" in w.tail(200_000)
+
+
+def test_host_and_origin_allow_list():
+    from types import SimpleNamespace
+
+    from stream_app.config import Settings
+    from stream_app.web.views import allowed_hosts, host_allowed
+
+    def ok(allowed, host, origin=None):
+        headers = {"Host": host} | ({"Origin": origin} if origin else {})
+        return host_allowed(SimpleNamespace(headers=headers), allowed)
+
+    local = allowed_hosts(Settings(web_port=6066))
+    assert ok(local, "127.0.0.1:6066") and ok(local, "LOCALHOST:6066", "http://localhost:6066")
+    assert ok(local, "[::1]:6066") and ok(local, "127.0.0.1:6066", "http://localhost:6066")
+    assert not ok(local, "evil.example:6066") and not ok(local, "127.0.0.1:6066", "http://evil.example")
+    assert not ok(local, "127.0.0.1:6067") and not ok(local, "") and not ok(local, "127.0.0.1:6066", "null")
+    public = allowed_hosts(Settings(web_host="10.0.0.5", web_port=6066, dashboard_url="https://dash.example.com/"))
+    assert ok(public, "dash.example.com", "https://dash.example.com") and ok(public, "10.0.0.5:6066")
+    assert ok(public, "dash.example.com:443") and not ok(public, "dash.example.com", "https://evil.example")
+    wildcard = allowed_hosts(Settings(web_host="0.0.0.0"))  # the token protects it: any Host, same-origin only
+    assert wildcard is None and ok(wildcard, "pod-ip:6066") and ok(wildcard, "a.example", "https://a.example")
+    assert not ok(wildcard, "a.example", "https://evil.example")

@@ -53,35 +53,34 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
 
 
+def _authority(netloc: str) -> str:
+    """``host[:port]`` lower-cased, without a default port (a TLS proxy may or may not forward ``:443``)."""
+    netloc = netloc.strip().lower().rsplit("@", 1)[-1]
+    for default in (":80", ":443"):
+        netloc = netloc.removesuffix(default)
+    return netloc
+
+
 def allowed_hosts(settings: Any) -> frozenset[str] | None:
-    """``host:port`` values accepted in ``Host``/``Origin``; None (no Host check) on a wildcard bind.
+    """Authorities accepted in ``Host``/``Origin``; None (no Host check) on a wildcard bind.
 
     Default: the configured host and the localhost forms at the web port, plus the public dashboard URL's
     host. A wildcard bind requires the token, which is what protects it (any Host reaches it there).
     """
-    if settings.web_host.strip() in WILDCARDS:
+    host = settings.web_host.strip()
+    if host in WILDCARDS:
         return None
-    port = settings.web_port
-    host = settings.web_host if ":" not in settings.web_host.strip("[]") else f"[{settings.web_host.strip('[]')}]"
-    hosts = {f"{h}:{port}".lower() for h in (host, *LOCAL_NAMES)}
-    if settings.dashboard_url:
-        parts = urlsplit(settings.dashboard_url)
-        if parts.hostname:
-            default = 443 if parts.scheme == "https" else 80
-            hosts.add(f"{parts.netloc.rsplit('@', 1)[-1].lower()}")
-            hosts.add(f"{parts.hostname.lower()}:{parts.port or default}")
+    host = f"[{host.strip('[]')}]" if ":" in host else host
+    hosts = {_authority(f"{h}:{settings.web_port}") for h in (host, *LOCAL_NAMES)}
+    if settings.dashboard_url and (netloc := urlsplit(settings.dashboard_url).netloc):
+        hosts.add(_authority(netloc))
     return frozenset(hosts)
-
-
-def _with_port(netloc: str, default: int) -> str:
-    netloc = netloc.strip().lower()
-    return netloc if re.search(r"(:\d+)$", netloc) and not netloc.endswith("]") else f"{netloc}:{default}"
 
 
 def host_allowed(request: Any, allowed: frozenset[str] | None) -> bool:
     """``Host`` is allow-listed, and ``Origin`` (when sent) is allow-listed or this same host."""
-    host = request.headers.get("Host", "")
-    if allowed is not None and _with_port(host, 80) not in allowed:
+    host = _authority(request.headers.get("Host", ""))
+    if allowed is not None and host not in allowed:
         return False
     origin = request.headers.get("Origin")
     if origin is None:
@@ -89,8 +88,7 @@ def host_allowed(request: Any, allowed: frozenset[str] | None) -> bool:
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False  # "null" (sandboxed frames, file://) and other schemes
-    netloc = _with_port(parts.netloc, 443 if parts.scheme == "https" else 80)
-    return netloc == _with_port(host, 80) or (allowed is not None and netloc in allowed)
+    return _authority(parts.netloc) == host or (allowed is not None and _authority(parts.netloc) in allowed)
 
 
 def bearer(request: Any) -> bytes:
