@@ -87,6 +87,10 @@ class EmbeddedBroker:
         self.process = None
 
     def __enter__(self) -> EmbeddedBroker:
+        # ``with EmbeddedBroker().start() as b`` must not start a second broker (it would fail to bind, and
+        # stopping it would orphan the first): enter only starts one that is not running yet.
+        if self.process is not None and self.process.poll() is None:
+            return self
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -99,8 +103,11 @@ def broker_for(url: str | None, *, quiet: bool = True) -> Iterator[str]:
     if url:
         yield url
         return
-    with EmbeddedBroker().start(quiet=quiet) as broker:
+    broker = EmbeddedBroker().start(quiet=quiet)
+    try:
         yield broker.url
+    finally:
+        broker.stop()
 
 
 async def ensure_topics(url: str, topics: Iterable[str], partitions: int, timeout: float = 30.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -64,12 +65,18 @@ def _alerting(settings: Settings):
 
 
 # -- broker ---------------------------------------------------------------------------------------
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from .broker import EmbeddedBroker
 
-    broker = EmbeddedBroker(port=args.port).start(quiet=not args.verbose)
-    print(f"BADBUZZ_BROKER={broker.url}", flush=True)
+    # SIGTERM (``kill %1``) would end Python without the ``finally`` and orphan Tansu (its own session).
+    signal.signal(signal.SIGTERM, _interrupt)
+    broker = EmbeddedBroker(port=args.port)
     try:
+        broker.start(quiet=not args.verbose)
+        print(f"BADBUZZ_BROKER={broker.url}", flush=True)
         while broker.process and broker.process.poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:

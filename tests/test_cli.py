@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import orjson
 import pytest
@@ -147,3 +150,27 @@ def test_worker_logging_does_not_build_debug_records_nobody_prints():
         root.handlers[:] = saved[1]
         asyncio.set_event_loop(None)
         loop.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_broker_command_stops_its_broker_on_a_signal(sig):
+    """``badbuzz broker &`` then ``kill %1``: no Tansu process is left listening."""
+    from stream_app.broker import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "broker", "--port", str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith(f"BADBUZZ_BROKER=kafka://127.0.0.1:{port}")
+        proc.send_signal(sig)
+        assert proc.wait(timeout=20) == 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"something still listens on {port} after the broker command ended")
+    finally:
+        proc.kill()

@@ -251,8 +251,6 @@ def test_host_and_origin_allow_list():
     assert not ok(wildcard, "a.example", "https://evil.example")
 
 
-@pytest.mark.xfail(strict=True, reason="stream_app/broker.py: broker_for starts the broker twice (start() and the "
-                   "with-statement's __enter__) and stops only the second, which never bound: the first is orphaned")
 def test_stop_signal_stops_the_embedded_broker(tmp_path):
     w = worker_process("", tmp_path, "embedded").start()  # no BADBUZZ_BROKER: the worker starts its own broker
     port = int(re.search(r"BADBUZZ_BROKER=kafka://127\.0\.0\.1:(\d+)", w.tail(200_000)).group(1))
