@@ -109,3 +109,6 @@ def test_french_outage_storm_alerts_the_french_brand(broker, start_worker, smtp_
     mails = smtp_server.wait_for(1, timeout=30)
     assert any("freebox" in m.subject for m in mails)
     assert twilio_server.messages and all(s.to == PHONE for s in twilio_server.messages)
+    # the brand is French ([brands.freebox] in the alert rules): so are its alert texts
+    assert any("chez freebox" in m.text() and "Tweets les plus parlants" in m.text() for m in mails)
+    assert all("chez freebox" in s.body for s in twilio_server.messages)

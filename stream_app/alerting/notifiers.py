@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 from ._schema import AlertConfigError
 from .policy import Alert, Routing, mask_recipient
+from .texts import phrase
 
 log = logging.getLogger("badbuzz.alerting")
 
@@ -226,23 +227,25 @@ def slack_escape(text: str) -> str:
 
 
 def describe(alert: Alert) -> str:
-    """One line: what was observed against what."""
+    """One line, in the brand's language: what was observed against what."""
+    lang = alert.lang
     subject = f" [{alert.subject}]" if alert.subject and alert.subject not in ("negative", "claims", "model") else ""
+    figures = {"observed": _fmt(alert.observed), "baseline": _fmt(alert.baseline), "threshold": _fmt(alert.threshold)}
     if alert.status == "resolved":
-        what = f"RESOLVED: back under {_fmt(alert.threshold)} (incident began {_hm(alert.incident_start or '')}Z)"
+        what = phrase(lang, "resolved", threshold=figures["threshold"], start=_hm(alert.incident_start or ""))
     elif alert.rule == "critical_claim":
-        what = f"{_fmt(alert.observed)} critical claim(s) from authors with >= {_fmt(alert.threshold)} followers"
+        what = phrase(lang, "claims", **figures)
     elif alert.rule == "misclassification":
-        what = f"{_fmt(alert.observed)} misclassification reports (threshold {_fmt(alert.threshold)})"
+        what = phrase(lang, "reports", **figures)
     else:
-        what = (f"{_fmt(alert.observed)}/h vs usual {_fmt(alert.baseline)}/h (threshold {_fmt(alert.threshold)}/h)"
-                + (" - still going" if alert.reason == "repeat" else ""))
-    return f"{alert.rule}{subject} on {alert.brand}: {what}"
+        what = phrase(lang, "rate", **figures) + (phrase(lang, "still") if alert.reason == "repeat" else "")
+    name = phrase(lang, alert.rule) if lang != "en" else alert.rule
+    return f"{name}{subject} {phrase(lang, 'on')} {alert.brand}: {what}"
 
 
 def render_subject(alert: Alert) -> str:
     alert = untrusted(alert)  # a brand with CR/LF once made the e-mail library raise
-    return f"[badbuzz][{alert.severity.upper()}] {alert.rule} - {alert.brand}" + (
+    return f"[badbuzz][{phrase(alert.lang, alert.severity)}] {alert.rule} - {alert.brand}" + (
         f" ({alert.subject})" if alert.subject and alert.rule == "incident_spike" else ""
     )
 
@@ -264,13 +267,14 @@ def render_text(alert: Alert, note: str | None = None) -> str:
         "",
     ]
     if alert.samples:
-        lines.append("Most telling tweets:")
+        lines.append(phrase(alert.lang, "telling"))
         for s in alert.samples:
             lines.append(f"  - @{s.get('author') or '?'}: {s.get('text', '')}")
             if s.get("link"):
                 lines.append(f"    {s['link']}")
         lines.append("")
-    lines += [f"Dashboard: {alert.dashboard_url}", f"Alert id: {alert.id}   Created: {alert.created_at}"]
+    lines += [f"{phrase(alert.lang, 'dashboard')}: {alert.dashboard_url}",
+              f"Alert id: {alert.id}   Created: {alert.created_at}"]
     return "\n".join(lines) + "\n"
 
 
@@ -337,7 +341,8 @@ def _ascii(text: str) -> str:
 def render_sms(alert: Alert, note: str | None = None, limit: int = SMS_MAX_CHARS) -> str:
     """Plain GSM-7 text of at most ``limit`` characters (2 segments), the dashboard link always last."""
     # Defang after _ascii: its NFKD folding can turn look-alike characters into a URL.
-    head = defang(_ascii(f"{'' if not note else note + ' '}badbuzz {alert.severity.upper()} {describe(alert)}, "
+    level = phrase(alert.lang, alert.severity)
+    head = defang(_ascii(f"{'' if not note else note + ' '}badbuzz {level} {describe(alert)}, "
                          f"{_hm(alert.window_start)}-{_hm(alert.window_end)}Z."))
     url = _ascii(alert.dashboard_url)
     if len(url) > limit // 2:

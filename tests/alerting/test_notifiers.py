@@ -21,6 +21,8 @@ from stream_app.alerting.notifiers import (
     TwilioSettings,
     build_notifiers,
     render_sms,
+    render_subject,
+    render_text,
     sms_segments,
 )
 from stream_app.alerting.policy import Alert, Routing
@@ -322,3 +324,13 @@ def test_webhook_escapes_slack_markup():
     assert "<!channel>" not in text and "<!here>" not in text and "<https://evil" not in text
     assert "&lt;!channel&gt;" in text and "&amp; co" in text and "&lt;!here&gt;" in text
     assert text.count("<") == 1 and text.endswith("|dashboard>")
+
+
+def test_a_french_brand_gets_french_alert_texts():
+    c = Candidate("incident_spike", "critical", "freebox", "network", "2026-11-30T15:00:00Z", "2026-11-30T15:15:00Z",
+                  168, 2, 80, ({"id": "1", "text": "@freebox panne internet", "author": "u1", "link": None},))
+    fr = Alert.from_candidate(c, lang="fr")
+    assert "[CRITIQUE]" in render_subject(fr) and "chez freebox" in render_sms(fr)
+    assert "d'habitude" in render_text(fr) and "Tableau de bord" in render_text(fr)
+    en = Alert.from_candidate(c)
+    assert "[CRITICAL]" in render_subject(en) and "vs usual 2/h" in render_sms(en)
