@@ -25,6 +25,7 @@ import orjson
 from . import metrics
 from .batching import heal_stalled, prepared_batches
 from .broker import bootstrap
+from .cardinality import BrandCap
 from .config import Settings
 from .consumer_fixes import cap_fetch_wait, dedup_commit_offsets, never_commit_skipped, redeliver_discarded
 from .enrich import Enricher, now_iso
@@ -135,6 +136,7 @@ class Pipeline:
     agents: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     brands: set[str] = field(default_factory=set)
+    brand_cap: BrandCap = field(default_factory=lambda: BrandCap(200))
     recent: OrderedDict[str, tuple[str | None, str, str]] = field(default_factory=OrderedDict)
     negatives: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
     latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
@@ -226,6 +228,8 @@ def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, 
                          partitions=settings.partitions)
 
     pipe = Pipeline(settings=settings, app=app, enricher=enricher)
+    known = set(enricher.rules.brands) | set(getattr(getattr(alert_config, "policy", None), "brand_languages", {}))
+    pipe.brand_cap = BrandCap(settings.max_brands, known)
     pipe.topics = {name: raw_topic(getattr(t, name)) for name in ("tweets", "enriched", "feedback", "alerts", "dlq")}
     metrics.MODEL_INFO.info({"model": enricher.model.name, "model_version": enricher.model.version,
                              "rules_version": enricher.rules.version})
@@ -301,9 +305,10 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 if ev["sentiment"]["label"] == "negative":
                     pipe.negatives.append(_negative_row(ev))
                 await out_topic.send(key=(brand or "").encode(), value=orjson.dumps(ev))
-                metrics.SENTIMENT.labels(brand or "", ev["sentiment"]["label"]).inc()
+                label = pipe.brand_cap.label(brand)
+                metrics.SENTIMENT.labels(label, ev["sentiment"]["label"]).inc()
                 if ev["incident"]:
-                    metrics.INCIDENTS.labels(brand or "", ev["incident"]).inc()
+                    metrics.INCIDENTS.labels(label, ev["incident"]).inc()
                 if msg.timestamp:
                     metrics.E2E_SECONDS.observe(max(0.0, now - msg.timestamp))
             metrics.ENRICHED.inc(len(enriched))

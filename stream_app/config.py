@@ -40,7 +40,8 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_FETCH_MAX_WAIT_MS": ("50", "longest a consumer fetch waits for data (Faust's own default is 1500)"),
     "BADBUZZ_CACHE_SIZE": ("50000", "LRU cache entries keyed by normalized text"),
     "BADBUZZ_MAX_TEXT": ("4000", "maximum tweet text length in characters"),
-    "BADBUZZ_WINDOW_SECONDS": ("60", "tumbling window size of the alerting tables"),
+    "BADBUZZ_MAX_BRANDS": ("200", "distinct brands kept apart in metrics, dashboard and alerting ticks besides "
+                                  "those the rule tables name; the rest are grouped as 'other'"),
     "BADBUZZ_DASHBOARD_URL": ("", "public dashboard URL put in alerts; unset = the worker's own"),
     "BADBUZZ_LOG_LEVEL": ("info", "log level"),
 }
@@ -82,7 +83,7 @@ class Settings:
     cache_size: int = 50_000
     fetch_max_wait_ms: int = 50
     max_text: int = 4000
-    window_seconds: int = 60
+    max_brands: int = 200
     dashboard_url: str = ""
     log_level: str = "info"
 
@@ -124,7 +125,7 @@ class Settings:
             cache_size=integer("BADBUZZ_CACHE_SIZE"),
             fetch_max_wait_ms=integer("BADBUZZ_FETCH_MAX_WAIT_MS"),
             max_text=integer("BADBUZZ_MAX_TEXT"),
-            window_seconds=integer("BADBUZZ_WINDOW_SECONDS"),
+            max_brands=integer("BADBUZZ_MAX_BRANDS"),
             dashboard_url=env("BADBUZZ_DASHBOARD_URL"),
             log_level=env("BADBUZZ_LOG_LEVEL"),
         )

@@ -41,6 +41,7 @@ from .windows import to_epoch
 
 log = logging.getLogger("badbuzz.alerting")
 TICK_SECONDS = 10.0
+TICK_ACTIVE_SECONDS = 3600.0  # ticks only for brands with events in the last hour (brand names are unbounded)
 LIVE_HORIZON_MS = 6 * 3_600_000  # newest event time this close to the wall clock: the brand's stream is live
 
 
@@ -169,7 +170,11 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
 
     @app.timer(TICK_SECONDS)
     async def tick() -> None:
+        now = time.time()
         for brand in list(brands):
+            if now - arrivals.get(brand, now) > TICK_ACTIVE_SECONDS:
+                brands.discard(brand)  # quiet for an hour: its buckets were flushed long ago; no more ticks
+                continue
             await ticks.send(key=brand.encode(), value=orjson.dumps({"brand": brand}))
 
     def within_sms_budget(channels: dict[str, list[str]], done: set[str]) -> tuple[dict[str, list[str]], list[str]]:

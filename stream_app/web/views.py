@@ -271,8 +271,9 @@ def dashboard_state(pipe: Any) -> dict[str, Any]:
     engine = getattr(pipe, "alert_engine", None)
     brands = []
     if states is not None and engine is not None:
+        cap = getattr(pipe, "brand_cap", None)
         for brand, st in sorted(list(states.items())):
-            if st:
+            if st and (cap is None or cap.keeps(brand)):  # beyond the cap, brands get no card of their own
                 brands.append(brand_state(engine, brand, st))
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
