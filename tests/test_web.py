@@ -62,7 +62,7 @@ def test_endpoints_and_feedback_loop(broker, start_worker, tmp_path):
 
     for i in range(3):
         status, body = post(f"{w.url}/feedback", orjson.dumps({"tweet_id": f"w{i}", "correct_label": "neutral",
-                                                               "reporter": "comms"}))
+                                                               "reporter": f"comms{i}"}))
         assert status == 202, body
     assert post(f"{w.url}/feedback", b"{not json")[0] == 400
     assert post(f"{w.url}/feedback", b"x" * 20_000)[0] == 413

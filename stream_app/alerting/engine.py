@@ -90,6 +90,9 @@ class AlertEngine:
                     self._add_tweet(b, event)
                 else:
                     b["mis"] += 1
+                    reporter = str(event.get("reporter") or "")
+                    if reporter not in b.setdefault("rep", []):
+                        b["rep"].append(reporter)
                     b["samples"] = top_samples([*b["samples"], _report_sample(event)], MINUTE_SAMPLES + 2)
                     out.candidates += self._early_misclassification(st, brand, bucket)
         hour = bucket // self._per_hour
@@ -177,7 +180,7 @@ class AlertEngine:
         minutes, hours = st["minutes"], st["hours"]
         if b is not None and (b["n"] or b["mis"]):
             minutes[str(bucket)] = {"n": b["n"], "neg": b["neg"], "inc": b["inc"], "mis": b["mis"],
-                                    "samples": b["samples"][:MINUTE_SAMPLES + 2]}
+                                    "rep": b.get("rep", []), "samples": b["samples"][:MINUTE_SAMPLES + 2]}
             h = hours.setdefault(str(bucket // self._per_hour), {"neg": 0, "inc": {}})
             h["neg"] += b["neg"]
             for t, n in b["inc"].items():
@@ -237,7 +240,8 @@ class AlertEngine:
                                    lambda s, t=t: t in (s.get("incidents") or ()))
         m = self.rules.misclassification
         if m.enabled:
-            count = self._trailing(st, bucket, m.window_minutes, lambda x: x["mis"])
+            n = self.rules.buckets.per_minutes(m.window_minutes)
+            count = self._report_count([st["minutes"].get(str(x)) for x in range(bucket - n + 1, bucket + 1)])
             fired = [sev for sev in SEVERITIES if count >= m.tiers[sev]]
             level = Level(fired[-1] if fired else None, int(m.window_minutes), count, float(count),
                           float(m.tiers[fired[-1] if fired else "warning"]), 0.0)
@@ -256,13 +260,21 @@ class AlertEngine:
         n = self.rules.buckets.per_minutes(m.window_minutes)
         keys = [str(b) for b in range(bucket - n + 1, bucket + 1)]
         parts = [p for k in keys for p in (st["minutes"].get(k), st["open"].get(k)) if p]
-        count = sum(p["mis"] for p in parts)
+        count = self._report_count(parts)
         fired = [sev for sev in SEVERITIES if count >= m.tiers[sev]]
         if not fired:
             return []
         level = Level(fired[-1], int(m.window_minutes), count, float(count), float(m.tiers[fired[-1]]), 0.0)
         samples = tuple(top_samples([x for p in parts for x in p["samples"] if x.get("report")], SAMPLES_PER_ALERT))
         return self._track(st, brand, bucket, m, "model", level, samples, count_rule=True)
+
+    def _report_count(self, parts: list[dict[str, Any] | None]) -> int:
+        """Reports in the window, or their distinct reporters: one person clicking "wrong label" ten times
+        is one voice, not ten (``distinct_reporters``)."""
+        parts = [p for p in parts if p]
+        if self.rules.misclassification.distinct_reporters:
+            return len({r for p in parts for r in p.get("rep", ())})
+        return sum(p["mis"] for p in parts)
 
     def _samples(self, st: dict[str, Any], bucket: int, minutes: float, keep) -> tuple[dict[str, Any], ...]:
         n = self.rules.buckets.per_minutes(minutes)

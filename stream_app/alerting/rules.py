@@ -126,6 +126,7 @@ class CountRule:
     tiers: dict[str, int]  # severity -> count
     renotify_minutes: float
     resolve_minutes: float
+    distinct_reporters: bool = True  # count reporters, not reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +181,8 @@ _SPIKE = {
     "critical": Field(dict),
 }
 _SPIKE_TIER = {"floor": Field(float, check=non_negative), "k": Field(float, check=non_negative)}
-_COUNT = {**_LIFECYCLE, "window_minutes": Field(float, 5.0, positive), "warning": Field(dict),
-          "critical": Field(dict)}
+_COUNT = {**_LIFECYCLE, "window_minutes": Field(float, 5.0, positive), "distinct_reporters": Field(bool, True),
+          "warning": Field(dict), "critical": Field(dict)}
 _COUNT_TIER = {"count": Field(int, check=positive)}
 _CLAIM = {
     "enabled": Field(bool, True),
@@ -241,7 +242,7 @@ def parse_rules(doc: Mapping[str, Any], source: str = "<rules>") -> RuleSet:
     t = tiers(d, _COUNT_TIER, "rules.misclassification")
     ordered("rules.misclassification", t["warning"]["count"], t["critical"]["count"])
     mis = CountRule("misclassification", d["enabled"], d["window_minutes"], {s: t[s]["count"] for s in SEVERITIES},
-                    d["renotify_minutes"], d["resolve_minutes"])
+                    d["renotify_minutes"], d["resolve_minutes"], d["distinct_reporters"])
 
     d = check_table(rules["critical_claim"], _CLAIM, source, "rules.critical_claim")
     t = tiers(d, _CLAIM_TIER, "rules.critical_claim")

@@ -228,16 +228,17 @@ def test_critical_claims_are_grouped_per_interval():
 def test_misclassification_reports():
     engine = AlertEngine(RULES)
 
-    def reports(n: int) -> list:
+    def reports(n: int, reporters: int = 3) -> list:
         st, out = None, []
         for i in range(n):
             rep = {"id": f"r{i}", "event_time_ms": T0 + i * 60_000, "text": f"tweet {i}", "predicted_label": "positive",
-                   "correct_label": "negative", "reporter": "ana"}
+                   "correct_label": "negative", "reporter": f"ana{i % reporters}"}
             st, res = engine.ingest(st, "acme", rep, kind="misclassification")
             out += res.candidates
         return out + engine.flush(st, "acme")
 
     assert [c for c in reports(2) if c.status == "firing"] == []
+    assert [c for c in reports(3, reporters=1) if c.status == "firing"] == [], "one person is one voice"
     [alert] = [c for c in reports(3) if c.status == "firing"]
     assert alert.rule == "misclassification" and alert.observed == 3
     assert {s["report"]["correct"] for s in alert.samples} == {"negative"}
