@@ -16,6 +16,7 @@ import orjson
 from .config import ENV_DOCS, Settings
 from .events import tweet_key
 from .kafkaio import consume_topic, decode, produce_messages
+from .rules.evaluate import add_arguments as rules_eval_arguments
 
 
 class ConfigError(SystemExit):
@@ -223,9 +224,9 @@ def cmd_model_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_eval(args: argparse.Namespace) -> int:
-    from .rules.evaluate import main as rules_main
+    from .rules.evaluate import run
 
-    return rules_main(args.rest)
+    return run(args)
 
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:
@@ -331,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("rules", help="rule table tools")
     rsub = s.add_subparsers(dest="rules_command", required=True)
-    e = rsub.add_parser("eval", help="precision/recall/F1 of the rule tables on ../shared/data", add_help=False)
-    e.add_argument("rest", nargs=argparse.REMAINDER)
+    e = rsub.add_parser("eval", help="precision/recall/F1 of the rule tables on ../shared/data")
+    rules_eval_arguments(e)
     e.set_defaults(func=cmd_rules_eval)
 
     s = sub.add_parser("feedback", help="misclassification feedback tools")

@@ -174,3 +174,18 @@ def test_broker_command_stops_its_broker_on_a_signal(sig):
             raise AssertionError(f"something still listens on {port} after the broker command ended")
     finally:
         proc.kill()
+
+
+def test_every_subcommand_parses_its_options():
+    from stream_app.cli import build_parser
+
+    p = build_parser()
+    args = p.parse_args(["rules", "eval", "--split", "heldout", "--task", "is_claim"])
+    assert (args.split, args.task) == ("heldout", ["is_claim"])
+    assert p.parse_args(["rules", "eval", "--split=dev"]).split == "dev"
+    assert p.parse_args(["alerts", "backtest", "f.csv", "--labels"]).labels
+    assert p.parse_args(["produce", "f.csv", "--brand-column", "airline", "--in-time-order"]).in_time_order
+    for argv in (["rules", "eval", "--help"], ["alerts", "backtest", "--help"], ["demo", "--help"]):
+        with pytest.raises(SystemExit) as info:
+            p.parse_args(argv)
+        assert info.value.code == 0

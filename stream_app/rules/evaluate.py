@@ -273,8 +273,8 @@ _SAMPLE_TEXTS = (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="badbuzz rules eval", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``badbuzz rules eval`` (shared by the CLI's subcommand and ``python -m``)."""
     parser.add_argument("--data-dir", type=Path, default=None, help="labeled data folder (default: ../shared/data)")
     parser.add_argument("--rules-dir", type=Path, default=None, help="rule tables (default: shipped tables)")
     parser.add_argument("--split", choices=("heldout", "dev", "all", "both"), default="both",
@@ -284,8 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", action="store_true", help="measure the per-tweet rule time instead")
     parser.add_argument("--no-model", action="store_true",
                         help="text-only rules: do not feed the sentiment model's probabilities to is_claim")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="badbuzz rules eval", description=__doc__.split("\n")[0])
+    return run(add_arguments(parser).parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     engine = RuleEngine.load(args.rules_dir)
     if args.bench:
         res = bench(engine)
