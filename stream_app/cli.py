@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .config import ENV_DOCS, Settings
+from .config import DELIVERY_ENV_DOCS, ENV_DOCS, Settings
 from .events import tweet_key
 from .kafkaio import consume_topic, decode, produce_messages
 from .rules.evaluate import add_arguments as rules_eval_arguments
@@ -266,7 +266,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env_help = "\n".join(f"  {k:<24} {d[1]} (default: {d[0] or 'unset'})" for k, d in ENV_DOCS.items())
+    env_help = "\n".join(f"  {k:<24} {d[1]} (default: {d[0] or 'unset'})"
+                         for k, d in (ENV_DOCS | DELIVERY_ENV_DOCS).items())
     p = argparse.ArgumentParser(
         prog="badbuzz", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Real-time bad-buzz detection on tweet streams.",

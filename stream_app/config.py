@@ -46,6 +46,24 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_LOG_LEVEL": ("info", "log level"),
 }
 
+# Read where they are used (alerting/notifiers.py, alerting/policy.py via the alert rules, datasets.py);
+# listed here so that `badbuzz --help` and the README name every variable once. Secrets have no default.
+DELIVERY_ENV_DOCS: dict[str, tuple[str, str]] = {
+    "BADBUZZ_ALERT_EMAILS": ("", "comma-separated e-mail recipients (routing 'env:BADBUZZ_ALERT_EMAILS')"),
+    "BADBUZZ_ALERT_PHONES": ("", "comma-separated E.164 phone numbers for SMS (routing 'env:BADBUZZ_ALERT_PHONES')"),
+    "BADBUZZ_SMTP_HOST": ("127.0.0.1", "SMTP server"),
+    "BADBUZZ_SMTP_PORT": ("1025", "SMTP port"),
+    "BADBUZZ_SMTP_USER": ("", "SMTP user (secret)"),
+    "BADBUZZ_SMTP_PASSWORD": ("", "SMTP password (secret)"),
+    "BADBUZZ_SMTP_FROM": ("badbuzz@localhost", "sender address"),
+    "BADBUZZ_SMTP_STARTTLS": ("", "1 = upgrade the SMTP connection with STARTTLS"),
+    "TWILIO_ACCOUNT_SID": ("", "Twilio account (secret)"),
+    "TWILIO_AUTH_TOKEN": ("", "Twilio auth token (secret)"),
+    "TWILIO_FROM": ("", "Twilio sender number"),
+    "BADBUZZ_TWILIO_BASE_URL": ("", "Twilio API base URL (tests point it at a local server)"),
+    "BADBUZZ_DATA_DIR": ("../shared/data", "labeled datasets for training, evaluation and backtests"),
+}
+
 
 def env(name: str) -> str:
     return os.environ.get(name, "") or ENV_DOCS[name][0]

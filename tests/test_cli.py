@@ -27,6 +27,9 @@ def test_help_documents_every_command_and_env():
                 "bench"):
         assert cmd in out
     assert "BADBUZZ_BROKER" in out and "BADBUZZ_WEB_PORT" in out
+    from stream_app.config import DELIVERY_ENV_DOCS, ENV_DOCS
+
+    assert all(name in out for name in ENV_DOCS | DELIVERY_ENV_DOCS), "every variable the code reads, once"
 
 
 def test_alerts_backtest_prints_what_would_be_sent(tmp_path):
