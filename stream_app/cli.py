@@ -200,8 +200,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     settings = _settings()
     stats = score_file(_enricher(settings), args.input, args.output, text_column=args.text_column,
-                       batch=args.batch, progress=not args.quiet, max_text=settings.max_text)
-    print(f"scored {stats['enriched']} tweets ({stats['invalid']} invalid) in {stats['seconds']:.2f}s "
+                       batch=args.batch, progress=not args.quiet, max_text=settings.max_text, brand=args.brand,
+                       brand_column=args.brand_column)
+    why = ", ".join(f"{n} {code}" for code, n in sorted(stats["invalid_reasons"].items()))
+    print(f"scored {stats['enriched']} tweets ({stats['invalid']} invalid{': ' + why if why else ''}; "
+          f"each row's reason is in the output's error column) in {stats['seconds']:.2f}s "
           f"= {stats['tweets_per_s']:.1f} tweets/s -> {args.output}", file=sys.stderr)
     return 0
 
@@ -311,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--text-column", default="text")
     s.add_argument("--batch", type=int, default=2048,
                    help="tweets enriched together; sorted by length inside, so larger chunks pad less")
+    s.add_argument("--brand", help="brand of every row (its domain pack: topics and incidents)")
+    s.add_argument("--brand-column", help="column naming each row's brand, e.g. airline")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_score)
 

@@ -85,6 +85,21 @@ def test_score_csv_keeps_columns_and_adds_enrichment(tmp_path):
     assert storm and sum(r["sentiment"] == "negative" for r in storm) / len(storm) > 0.8
 
 
+def test_score_brand_gives_the_domain_pack_and_reasons_are_printed(tmp_path):
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    with open(src, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["text", "airline"])
+        w.writeheader()
+        w.writerow({"text": "my bag was lost on the flight to Denver, nobody helps", "airline": "United"})
+        w.writerow({"text": "", "airline": "United"})
+    res = badbuzz("score", str(src), "-o", str(dst), "--quiet", "--brand-column", "airline")
+    assert res.returncode == 0 and "1 empty_text" in res.stderr, res.stderr
+    rows = list(csv.DictReader(open(dst, encoding="utf-8")))
+    assert rows[0]["incident"] == "baggage", rows[0]  # without a brand: the generic pack, no incident
+    res = badbuzz("score", str(src), "-o", str(dst), "--quiet", "--brand", "united")
+    assert list(csv.DictReader(open(dst, encoding="utf-8")))[0]["incident"] == "baggage"
+
+
 def test_score_jsonl(tmp_path):
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_bytes(b'{"id": "a", "text": "love it"}\n{"text": "no id but fine"}\n')

@@ -36,7 +36,8 @@ def csv_fields(enriched: dict[str, Any] | None, error: str = "") -> dict[str, An
 
 
 def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text", batch: int = 2048,
-               progress: bool = True, max_text: int = 4000) -> dict[str, Any]:
+               progress: bool = True, max_text: int = 4000, brand: str | None = None,
+               brand_column: str | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -44,6 +45,7 @@ def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text"
     results: list[tuple[dict[str, Any] | None, str]] = [(None, "")] * len(rows)
     pending: list[tuple[int, dict[str, Any]]] = []
     invalid = 0
+    reasons: dict[str, int] = {}
     bar = tqdm(total=len(rows), unit="tweet", disable=not progress, desc="score")
 
     def flush() -> None:
@@ -54,11 +56,12 @@ def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text"
 
     for i, row in enumerate(rows):
         try:
-            tweet = to_tweet(row, i, src, text_column=text_column)
+            tweet = to_tweet(row, i, src, text_column=text_column, brand=brand, brand_column=brand_column)
             pending.append((i, parse_tweet(orjson.dumps(tweet), max_text=max_text)))
         except InvalidTweet as exc:
             results[i] = (None, f"{exc.code}: {exc.message}")
             invalid += 1
+            reasons[exc.code] = reasons.get(exc.code, 0) + 1
             bar.update(1)
         if len(pending) >= batch:
             flush()
@@ -83,5 +86,5 @@ def score_file(enricher: Any, src: Path, dst: Path, *, text_column: str = "text"
                 writer.writerow(flat | csv_fields(out, err))
     seconds = time.perf_counter() - started  # reading, parsing, scoring, rules and writing
     n = len(rows) - invalid
-    return {"rows": len(rows), "enriched": n, "invalid": invalid, "seconds": seconds,
+    return {"rows": len(rows), "enriched": n, "invalid": invalid, "invalid_reasons": reasons, "seconds": seconds,
             "tweets_per_s": n / seconds if seconds else 0.0}
