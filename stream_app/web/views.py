@@ -28,6 +28,7 @@ from faust.web import View
 from prometheus_client import generate_latest
 
 from .. import metrics
+from ..scoring.text import retweeted_text
 from .state import brand_state
 
 STATIC = Path(__file__).parent / "static"
@@ -266,6 +267,19 @@ def wire_web(pipe: Any) -> None:
     app.page("/dashboard")(page)
 
 
+def distinct_texts(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The first ``k`` rows with different texts: a storm's retweets and copy-pastes are one complaint, shown
+    once (with how many times it came), not twenty times."""
+    seen: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = retweeted_text(row["text"]).strip().lower()
+        if key in seen:
+            seen[key]["copies"] = seen[key].get("copies", 1) + 1
+        elif len(seen) < k:
+            seen[key] = dict(row)
+    return list(seen.values())
+
+
 def dashboard_state(pipe: Any) -> dict[str, Any]:
     states = pipe.tables.get("states")
     engine = getattr(pipe, "alert_engine", None)
@@ -281,5 +295,5 @@ def dashboard_state(pipe: Any) -> dict[str, Any]:
         "rules_version": pipe.enricher.rules.version,
         "brands": brands,
         "alerts": list(reversed(pipe.latest_alerts)),
-        "negative": sorted(pipe.negatives, key=lambda t: -t["p_negative"])[:20],
+        "negative": distinct_texts(sorted(pipe.negatives, key=lambda t: -t["p_negative"]), 20),
     }
