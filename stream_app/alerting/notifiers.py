@@ -104,6 +104,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
+UNEXPECTED_ATTEMPTS = 2  # a bug is likely to fail again; a glitch (a closed socket mid-call) gets one retry
+
+
 async def send_with_retry(
     channel: str,
     recipient: str,
@@ -136,11 +139,12 @@ async def send_with_retry(
                                   elapsed_s=loop.time() - start)
         except (TransientError, TimeoutError) as exc:
             error = _describe(exc) if str(exc) else f"timeout after {timeout:g}s"
-        except Exception as exc:  # an unexpected bug in a notifier: do not retry forever, report it
+        except Exception as exc:  # an unexpected error in a notifier: one more try, then a recorded failure
             error = _describe(exc)
-            log.exception("alert %s: %s to %s: unexpected error", alert_id, channel, shown)
-            return DeliveryResult(channel, recipient, False, attempts, error, alert_id,
-                                  elapsed_s=loop.time() - start)
+            log.exception("alert %s: %s to %s: unexpected error (attempt %d)", alert_id, channel, shown, attempts)
+            if attempts >= min(UNEXPECTED_ATTEMPTS, policy.max_attempts):
+                return DeliveryResult(channel, recipient, False, attempts, error, alert_id,
+                                      elapsed_s=loop.time() - start)
         else:
             log.info("alert %s: delivered by %s to %s (attempt %d)", alert_id, channel, shown, attempts)
             return DeliveryResult(channel, recipient, True, attempts, None, alert_id, elapsed_s=loop.time() - start)

@@ -334,3 +334,25 @@ def test_a_french_brand_gets_french_alert_texts():
     assert "d'habitude" in render_text(fr) and "Tableau de bord" in render_text(fr)
     en = Alert.from_candidate(c)
     assert "[CRITICAL]" in render_subject(en) and "vs usual 2/h" in render_sms(en)
+
+
+def test_an_unexpected_notifier_error_is_retried_once_then_recorded():
+    import asyncio
+
+    from stream_app.alerting.notifiers import send_with_retry
+
+    calls = []
+
+    def flaky(timeout: float) -> None:
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise RuntimeError("socket closed mid-call")
+
+    ok = asyncio.run(send_with_retry("email", "a@example.com", flaky, FAST, alert_id="x"))
+    assert ok.ok and ok.attempts == 2
+
+    def broken(timeout: float) -> None:
+        raise KeyError("a bug")
+
+    res = asyncio.run(send_with_retry("email", "a@example.com", broken, FAST, alert_id="x"))
+    assert not res.ok and res.attempts == 2 and "KeyError" in res.error
