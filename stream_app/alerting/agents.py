@@ -20,6 +20,7 @@ carried by the alert's e-mail.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections import deque
@@ -86,6 +87,18 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 digests[brand] = policy.add_to_digest(digests.get(brand), decision, at)
             groups[alert.group_key] = decision.state
 
+    async def dead_letter_feedback(ev: Any, problem: str) -> None:
+        """Feedback is outside input too: a bad report is dead-lettered with its reason, never a crash."""
+        from ..app import dead_letter  # the one dead-letter format (app.py wires this module)
+
+        msg = ev.message
+        letter = dead_letter(msg.value, "invalid_feedback", problem[:500], topic=msg.topic, partition=msg.partition,
+                             offset=msg.offset, timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
+                             key=msg.key)
+        await pipe.topics["dlq"].send(key=None, value=orjson.dumps(letter))
+        metrics.FEEDBACK.labels("invalid").inc()
+        metrics.DEAD_LETTERED.labels("invalid_feedback").inc()
+
     def count(out: Outcome) -> None:
         for outcome in ("counted", "duplicates", "late"):
             n = getattr(out, outcome)
@@ -120,28 +133,35 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 try:
                     data = orjson.loads(ev.value)
                 except orjson.JSONDecodeError:
-                    log.warning("alerting: skipping non-JSON message on %s", topic)
+                    data = None
+                if not isinstance(data, dict):
+                    if topic == s.topics.feedback:
+                        await dead_letter_feedback(ev, "not a JSON object")
+                    else:  # our own topics: only a foreign producer writes this
+                        log.warning("alerting: skipping a message that is not a JSON object on %s", topic)
                     continue
                 if topic == s.topics.enriched:
-                    brand = data.get("brand") or "-"
+                    brand = str(data.get("brand") or "-")
                     st = working.get(brand) or states.get(brand)
                     part = data.get("source_partition")
                     st, out = engine.ingest(st, brand, data, source="-" if part is None else str(part))
                     arrivals[brand] = time.time()
                 elif topic == s.topics.feedback:
+                    report, problem = feedback_report(data)
+                    if problem:
+                        await dead_letter_feedback(ev, problem)
+                        continue
                     brand = data.get("brand") or "-"
                     kind = "misclassification" if is_misclassification(data) else "confirmation"
                     metrics.FEEDBACK.labels(kind).inc()
                     if kind != "misclassification":
                         continue
-                    report = {"id": data.get("tweet_id"), "event_time_ms": int(to_epoch(data.get("at") or time.time())
-                                                                              * 1000),
-                              "text": data.get("text"), "predicted_label": data.get("predicted_label"),
-                              "correct_label": data.get("correct_label"), "reporter": data.get("reporter")}
                     st = working.get(brand) or states.get(brand)
                     st, out = engine.ingest(st, brand, report, source=None, kind="misclassification")
                 else:  # tick: a quiet brand's buckets become final; digests that are due go out
-                    brand = data["brand"]
+                    brand = data.get("brand")
+                    if not isinstance(brand, str):
+                        continue
                     await flush_digest(brand)
                     st = working.get(brand) or states.get(brand)
                     quiet = time.time() - arrivals.get(brand, 0.0) >= rules.idle_flush_seconds
@@ -231,6 +251,25 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             deliveries[alert.id] = sorted(done)
 
     pipe.agents.update(alerting=alerting, notify=notify)
+
+
+def feedback_report(data: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The engine's report from a feedback event, or the reason it cannot be one."""
+    for name in ("tweet_id", "correct_label", "reporter"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            return None, f"{name} must be a non-empty string"
+    for name in ("brand", "predicted_label", "text"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            return None, f"{name} must be a string"
+    try:
+        at = to_epoch(data["at"]) if data.get("at") is not None else time.time()
+    except (TypeError, ValueError) as exc:
+        return None, f"at: {exc}"[:200]
+    if not math.isfinite(at):
+        return None, "at must be a finite time"
+    return {"id": data["tweet_id"], "event_time_ms": int(at * 1000), "text": data.get("text"),
+            "predicted_label": data.get("predicted_label"), "correct_label": data["correct_label"],
+            "reporter": data["reporter"]}, None
 
 
 def _as_current(event: Any) -> None:
