@@ -347,7 +347,7 @@ class AlertEngine:
         start = iso(min(first, end_ms - self.bucket_ms) / 1000)
         top = max(p.get("followers", 0) for p in pending)
         return [Candidate(rule.name, severity, brand, "claims", start, iso(end_ms / 1000), float(len(pending)),
-                          None, float(rule.tiers[severity]), listed, reason="new", incident_start=start,
+                          None, float(rule.tiers["warning"]), listed, reason="new", incident_start=start,
                           note=f"{len(pending)} claim(s), widest reach {top} followers")]
 
 
