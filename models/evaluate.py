@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import LABELS, base_encoder_dir, eval_sets, sentiment140_heldout, serving_tokenizer_json
+from common import LABELS, base_encoder_dir, encoder_prefix, eval_sets, sentiment140_heldout
 
 from stream_app.scoring.evaluate import classification_report
 from stream_app.scoring.sentiment import SentimentModel
@@ -27,9 +27,10 @@ def load_variant(onnx: Path, threads: int) -> SentimentModel:
     """Wrap a bare .onnx file in a temporary model folder so the serving runtime loads it."""
     tmp = Path(tempfile.mkdtemp(prefix="bbeval-"))
     os.symlink(onnx.resolve(), tmp / "model.onnx")
-    (tmp / "tokenizer.json").write_text(serving_tokenizer_json(base_encoder_dir()))  # e5: "query: " baked in
+    (tmp / "tokenizer.json").write_bytes((base_encoder_dir() / "tokenizer.json").read_bytes())
     (tmp / "config.json").write_text(
-        json.dumps({"name": onnx.stem, "version": "eval", "labels": list(LABELS), "max_length": 64})
+        json.dumps({"name": onnx.stem, "version": "eval", "labels": list(LABELS), "max_length": 64,
+                    "text_prefix": encoder_prefix(base_encoder_dir())})  # e5: "query: ", applied by the runtime
     )
     return SentimentModel(tmp, threads=threads, cache_size=0)
 

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from common import base_encoder_dir, serving_tokenizer_json
+from common import base_encoder_dir, encoder_prefix
 
 NAME = "badbuzz-sentiment-minilm"
 QUANTIZATION = {
@@ -35,7 +35,7 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.onnx, args.out / "model.onnx")
-    (args.out / "tokenizer.json").write_text(serving_tokenizer_json(base_encoder_dir()))
+    shutil.copyfile(base_encoder_dir() / "tokenizer.json", args.out / "tokenizer.json")
     recipe = {}
     if args.ckpt:
         import torch
@@ -48,6 +48,7 @@ def main() -> None:
         "version": args.version,
         "labels": ["negative", "neutral", "positive"],
         "max_length": recipe.get("max_len", 64),
+        "text_prefix": encoder_prefix(base_encoder_dir()),  # e5: "query: "; stream_app.scoring.sentiment prepends it
         "inputs": ["input_ids", "attention_mask"],
         "output": "logits",
         "normalization": "stream_app.scoring.text.normalize_for_model (TweetEval: @user, URLs removed)",
