@@ -77,6 +77,13 @@ def dead_letter_key(key: bytes | None) -> bytes | None:
     return bytes(key) if key and len(key) <= MAX_DLQ_KEY else None
 
 
+def dead_letter_of(msg: Any, code: str, message: str) -> tuple[bytes | None, dict[str, Any]]:
+    """(Kafka key, dead-letter event) for one consumed record that cannot be processed."""
+    letter = dead_letter(msg.value, code, message, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                         timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None, key=msg.key)
+    return dead_letter_key(msg.key), letter
+
+
 def _own_children() -> list[int]:
     """Pids of this process's children (the embedded broker), from /proc."""
     me, out = os.getpid(), []
@@ -263,11 +270,11 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 try:
                     good.append((parse_tweet(event.value, max_text=s.max_text, fallback_ms=ts_ms), msg))
                 except InvalidTweet as exc:
-                    dead.append(_dead(msg, exc.code, exc.message))
+                    dead.append(dead_letter_of(msg, exc.code, exc.message))
                 except Exception as exc:  # noqa: BLE001 - a parser bug must cost one record, not the agent
                     # "invalid_field": the closest code the dead-letter schema's enum has for it.
                     log.exception("unexpected error parsing %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                    dead.append(_dead(msg, "invalid_field", f"parser error: {type(exc).__name__}: {exc}"))
+                    dead.append(dead_letter_of(msg, "invalid_field", f"parser error: {type(exc).__name__}: {exc}"))
             scoring = timed(pipe.enricher.enrich, [g[0] for g in good]) if good else None
             return good, dead, scoring
 
@@ -292,7 +299,7 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                             one = await loop.run_in_executor(pipe.executor, pipe.enricher.enrich, [tweet])
                             enriched.append((one[0], msg))
                         except Exception as exc:  # noqa: BLE001 - any scoring failure is dead-lettered
-                            dead.append(_dead(msg, "scoring_failed", f"{type(exc).__name__}: {exc}"[:500]))
+                            dead.append(dead_letter_of(msg, "scoring_failed", f"{type(exc).__name__}: {exc}"[:500]))
                 metrics.BATCH_SIZE.observe(len(good))
             now = time.time()
             recent = pipe.recent
@@ -315,11 +322,6 @@ def _wire_enrichment(pipe: Pipeline) -> None:
             for kafka_key, d in dead:
                 await dlq_topic.send(key=kafka_key, value=orjson.dumps(d))
                 metrics.DEAD_LETTERED.labels(d["error"]["code"]).inc()
-
-    def _dead(msg: Any, code: str, message: str) -> tuple[bytes | None, dict[str, Any]]:
-        letter = dead_letter(msg.value, code, message, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                             timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None, key=msg.key)
-        return dead_letter_key(msg.key), letter
 
     pipe.agents["enrich"] = enrich
 

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .alerting.engine import AlertEngine
 from .alerting.rules import Candidate, RuleSet
 from .parsing import InvalidTweet, parse_tweet
@@ -66,7 +68,7 @@ def load_file(path: str | Path, brand: str | None = None) -> Loaded:
             if row.get(k) not in (None, ""):
                 raw[k] = row[k]
         try:
-            tweet = parse_tweet(_dumps(raw))
+            tweet = parse_tweet(orjson.dumps(raw))
         except InvalidTweet as exc:
             invalid[exc.code] += 1
             continue
@@ -75,12 +77,6 @@ def load_file(path: str | Path, brand: str | None = None) -> Loaded:
         if label:
             labels[tweet["id"]] = str(label).strip().lower()
     return Loaded(tweets, labels, invalid)
-
-
-def _dumps(obj: dict[str, Any]) -> bytes:
-    import orjson
-
-    return orjson.dumps(obj)
 
 
 def enrich_all(tweets: list[dict[str, Any]], enricher: Any, batch: int = 64) -> list[dict[str, Any]]:

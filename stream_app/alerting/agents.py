@@ -89,21 +89,17 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
 
     async def dead_letter_feedback(ev: Any, problem: str) -> None:
         """Feedback is outside input too: a bad report is dead-lettered with its reason, never a crash."""
-        from ..app import dead_letter  # the one dead-letter format (app.py wires this module)
+        from ..app import dead_letter_of  # the one dead-letter format (app.py wires this module)
 
-        msg = ev.message
-        letter = dead_letter(msg.value, "invalid_feedback", problem[:500], topic=msg.topic, partition=msg.partition,
-                             offset=msg.offset, timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
-                             key=msg.key)
+        _, letter = dead_letter_of(ev.message, "invalid_feedback", problem[:500])
         await pipe.topics["dlq"].send(key=None, value=orjson.dumps(letter))
         metrics.FEEDBACK.labels("invalid").inc()
         metrics.DEAD_LETTERED.labels("invalid_feedback").inc()
 
     def count(out: Outcome) -> None:
-        for outcome in ("counted", "duplicates", "late"):
-            n = getattr(out, outcome)
+        for label, n in (("counted", out.counted), ("duplicate", out.duplicates), ("late", out.late)):
             if n:
-                metrics.ALERT_ENGINE_EVENTS.labels(outcome.rstrip("s") if outcome == "duplicates" else outcome).inc(n)
+                metrics.ALERT_ENGINE_EVENTS.labels(label).inc(n)
 
     def idle_flush(brand: str, st: dict[str, Any]) -> list | None:
         """A quiet brand: its seen buckets are final (a replay that ended, a live stream that went quiet).

@@ -46,8 +46,7 @@ class Outcome:
 
 
 def new_state() -> dict[str, Any]:
-    return {"src": {}, "final": None, "open": {}, "minutes": {}, "hours": {}, "first_hour": None,
-            "first_bucket": None,
+    return {"src": {}, "final": None, "open": {}, "minutes": {}, "hours": {}, "first_bucket": None,
             "alerts": {}, "claims": {"pending": [], "last_sent": None}}
 
 
@@ -63,6 +62,7 @@ class AlertEngine:
         windows = [rules.negative_spike.params.windows_minutes, rules.incident_spike.params.windows_minutes]
         self._keep_minutes = max(max(w) for w in windows) * 60 // rules.buckets.seconds + 1
         self._keep_minutes = max(self._keep_minutes, rules.buckets.per_minutes(rules.misclassification.window_minutes))
+        self._keep_hours = max(rules.negative_spike.params.baseline_hours, rules.incident_spike.params.baseline_hours)
 
     # ------------------------------------------------------------------------------------------ input
 
@@ -94,15 +94,13 @@ class AlertEngine:
                     if reporter not in b.setdefault("rep", []):
                         b["rep"].append(reporter)
                     b["samples"] = top_samples([*b["samples"], _report_sample(event)], MINUTE_SAMPLES + 2)
-                    out.candidates += self._early_misclassification(st, brand, bucket)
-        hour = bucket // self._per_hour
-        if st["first_hour"] is None or hour < st["first_hour"]:
-            st["first_hour"] = hour
-        if st.get("first_bucket") is None or bucket < st["first_bucket"]:
+                    if self.rules.misclassification.enabled:
+                        out.candidates += self._reports(st, brand, bucket, early=True)
+        if st["first_bucket"] is None or bucket < st["first_bucket"]:
             st["first_bucket"] = bucket
-        src = st["src"]
         if source is None:
             return st, out
+        src = st["src"]
         src[source] = max(int(src.get(source, at_ms)), at_ms)
         if len(src) >= self.expected_sources:
             out.candidates += self._finalise_until(st, brand, min(int(v) for v in src.values()) - self.lateness_ms)
@@ -121,7 +119,7 @@ class AlertEngine:
 
     def negative_threshold(self, state: dict[str, Any]) -> tuple[float, bool] | None:
         """(negative_spike's warning threshold per hour now, still warming up?); ``None`` before any final bucket."""
-        if state.get("final") is None or state.get("first_hour") is None:
+        if state.get("final") is None or state.get("first_bucket") is None:
             return None
         p = self.rules.negative_spike.params
         hourly = self._hourly(state, state["final"], p.baseline_hours, lambda m: m["neg"] if m else 0)
@@ -192,20 +190,23 @@ class AlertEngine:
         for k in [k for k in minutes if int(k) <= bucket - self._keep_minutes]:
             del minutes[k]
         this_hour = bucket // self._per_hour
-        horizon = max(self.rules.negative_spike.params.baseline_hours, self.rules.incident_spike.params.baseline_hours)
-        for k in [k for k in hours if int(k) < this_hour - horizon - 1]:
+        for k in [k for k in hours if int(k) < this_hour - self._keep_hours - 1]:
             del hours[k]
         return self._evaluate(st, brand, bucket)
 
     # ------------------------------------------------------------------------------------- evaluation
 
-    def _trailing(self, st: dict[str, Any], bucket: int, minutes: int, value) -> int:
+    def _window(self, bucket: int, minutes: float) -> list[str]:
+        """State keys of the buckets of the ``minutes`` ending with ``bucket``."""
         n = self.rules.buckets.per_minutes(minutes)
-        return sum(value(st["minutes"][k]) for k in map(str, range(bucket - n + 1, bucket + 1)) if k in st["minutes"])
+        return [str(b) for b in range(bucket - n + 1, bucket + 1)]
+
+    def _trailing(self, st: dict[str, Any], bucket: int, minutes: int, value) -> int:
+        return sum(value(st["minutes"][k]) for k in self._window(bucket, minutes) if k in st["minutes"])
 
     def _hourly(self, st: dict[str, Any], bucket: int, baseline_hours: int, value) -> list[float]:
         """Complete hours before the longest window, oldest first, zero hours included, since first seen."""
-        first = st["first_hour"]
+        first = st["first_bucket"] // self._per_hour
         longest = max(self.rules.negative_spike.params.windows_minutes)
         end_hour = (bucket - self.rules.buckets.per_minutes(longest) + 1) // self._per_hour  # exclusive
         start = max(first, end_hour - baseline_hours)
@@ -215,7 +216,7 @@ class AlertEngine:
         """Hourly rate of ``value`` from the brand's first bucket to the start of the shortest window (whose
         count is ``recent``): the only baseline a warming brand has."""
         n = self.rules.buckets.per_minutes(minutes_recent)
-        minutes = (bucket - n + 1 - st.get("first_bucket", bucket)) * self.rules.buckets.seconds / 60
+        minutes = (bucket - n + 1 - st["first_bucket"]) * self.rules.buckets.seconds / 60
         if minutes < WARMUP_MIN_MINUTES:
             return None
         before = sum(value(h) for h in st["hours"].values()) - recent
@@ -238,47 +239,39 @@ class AlertEngine:
                     continue
                 out += self._spike(st, brand, bucket, r, t, lambda m, t=t: (m["inc"].get(t, 0) if m else 0),
                                    lambda s, t=t: t in (s.get("incidents") or ()))
-        m = self.rules.misclassification
-        if m.enabled:
-            n = self.rules.buckets.per_minutes(m.window_minutes)
-            count = self._report_count([st["minutes"].get(str(x)) for x in range(bucket - n + 1, bucket + 1)])
-            fired = [sev for sev in SEVERITIES if count >= m.tiers[sev]]
-            level = Level(fired[-1] if fired else None, int(m.window_minutes), count, float(count),
-                          float(m.tiers[fired[-1] if fired else "warning"]), 0.0)
-            samples = self._samples(st, bucket, m.window_minutes, lambda s: s.get("report"))
-            out += self._track(st, brand, bucket, m, "model", level, samples, count_rule=True)
+        if self.rules.misclassification.enabled:
+            out += self._reports(st, brand, bucket, early=False)
         if self.rules.critical_claim.enabled:
             out += self._claims(st, brand, bucket)
         return out
 
-    def _early_misclassification(self, st: dict[str, Any], brand: str, bucket: int) -> list[Candidate]:
-        """Reports are a side stream that does not move the watermark: judge them as they arrive, on the
-        open buckets too. The final evaluation of the same buckets finds the alert already open (same key)."""
+    def _reports(self, st: dict[str, Any], brand: str, bucket: int, early: bool) -> list[Candidate]:
+        """The misclassification rule on the window ending with ``bucket``. Reports are a side stream that
+        does not move the watermark, so they are also judged as they arrive (``early``), open buckets
+        included; the final evaluation of the same buckets then finds the alert already open (same key).
+        Only a final evaluation may find the rule quiet (and resolve it)."""
         m = self.rules.misclassification
-        if not m.enabled:
-            return []
-        n = self.rules.buckets.per_minutes(m.window_minutes)
-        keys = [str(b) for b in range(bucket - n + 1, bucket + 1)]
-        parts = [p for k in keys for p in (st["minutes"].get(k), st["open"].get(k)) if p]
+        keys = self._window(bucket, m.window_minutes)
+        parts = [p for k in keys for p in (st["minutes"].get(k), st["open"].get(k) if early else None) if p]
         count = self._report_count(parts)
         fired = [sev for sev in SEVERITIES if count >= m.tiers[sev]]
-        if not fired:
+        if early and not fired:
             return []
-        level = Level(fired[-1], int(m.window_minutes), count, float(count), float(m.tiers[fired[-1]]), 0.0)
+        severity = fired[-1] if fired else None
+        level = Level(severity, int(m.window_minutes), count, float(count), float(m.tiers[severity or "warning"]),
+                      0.0)
         samples = tuple(top_samples([x for p in parts for x in p["samples"] if x.get("report")], SAMPLES_PER_ALERT))
         return self._track(st, brand, bucket, m, "model", level, samples, count_rule=True)
 
-    def _report_count(self, parts: list[dict[str, Any] | None]) -> int:
+    def _report_count(self, parts: list[dict[str, Any]]) -> int:
         """Reports in the window, or their distinct reporters: one person clicking "wrong label" ten times
         is one voice, not ten (``distinct_reporters``)."""
-        parts = [p for p in parts if p]
         if self.rules.misclassification.distinct_reporters:
             return len({r for p in parts for r in p.get("rep", ())})
         return sum(p["mis"] for p in parts)
 
     def _samples(self, st: dict[str, Any], bucket: int, minutes: float, keep) -> tuple[dict[str, Any], ...]:
-        n = self.rules.buckets.per_minutes(minutes)
-        pool = [s for k in map(str, range(bucket - n + 1, bucket + 1)) if k in st["minutes"]
+        pool = [s for k in self._window(bucket, minutes) if k in st["minutes"]
                 for s in st["minutes"][k]["samples"] if keep(s)]
         return tuple(top_samples(pool, SAMPLES_PER_ALERT))
 
