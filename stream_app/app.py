@@ -23,6 +23,7 @@ import faust
 import orjson
 
 from . import metrics
+from .alerting.reports import prediction_entry
 from .batching import heal_stalled, prepared_batches
 from .broker import bootstrap
 from .cardinality import BrandCap
@@ -199,6 +200,13 @@ def ticks_topic(settings: Settings) -> str:
     return f"{settings.app_id}-alert-ticks"
 
 
+def internal_topics(settings: Settings) -> list[str]:
+    """Topics the worker writes for itself (created with the others; deploy/kafka/create-topics.sh):
+    the alert ticks, predictions and reports keyed by tweet id, and resolved reports keyed by brand."""
+    a = settings.app_id
+    return [ticks_topic(settings), f"{a}-predictions-by-id", f"{a}-feedback-by-id", f"{a}-feedback-resolved"]
+
+
 def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, dispatcher: Any = None) -> Pipeline:
     """The Faust app with its agents; alerting is wired when an alert config is given."""
     cap_fetch_wait(settings.fetch_max_wait_ms)
@@ -303,6 +311,7 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 metrics.BATCH_SIZE.observe(len(good))
             now = time.time()
             recent = pipe.recent
+            predictions = pipe.topics.get("predictions")
             for ev, msg in enriched:
                 ev["source_partition"] = msg.partition
                 brand = ev.get("brand")
@@ -312,6 +321,9 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 if ev["sentiment"]["label"] == "negative":
                     pipe.negatives.append(_negative_row(ev))
                 await out_topic.send(key=(brand or "").encode(), value=orjson.dumps(ev))
+                if predictions is not None:  # what feedback is judged against (alerting/reports.py)
+                    await predictions.send(key=ev["id"].encode(), value=orjson.dumps(
+                        prediction_entry(ev, int(now * 1000), msg.partition)))
                 label = pipe.brand_cap.label(brand)
                 metrics.SENTIMENT.labels(label, ev["sentiment"]["label"]).inc()
                 if ev["incident"]:

@@ -120,10 +120,10 @@ def quiet_worker_class() -> type:
 
 def run_worker(settings: Settings, enricher: Any, alerting: tuple[Any, Any] | None = None, *,
                loglevel: str = "info") -> int:
-    from .app import build_app, ticks_topic
+    from .app import build_app, internal_topics
     from .broker import ensure_topics
 
-    topics = settings.topics.all() + [ticks_topic(settings)]
+    topics = settings.topics.all() + internal_topics(settings)
     asyncio.run(ensure_topics(settings.broker, topics, settings.partitions))
     asyncio.set_event_loop(asyncio.new_event_loop())
     pipe = build_app(settings, enricher, *(alerting or (None, None)))

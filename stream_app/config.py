@@ -42,6 +42,9 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_MAX_TEXT": ("4000", "maximum tweet text length in characters"),
     "BADBUZZ_MAX_BRANDS": ("200", "distinct brands kept apart in metrics, dashboard and alerting ticks besides "
                                   "those the rule tables name; the rest are grouped as 'other'"),
+    "BADBUZZ_PREDICTION_TABLE_SIZE": ("50000", "predictions kept (tweet id -> label, brand, text) to judge feedback "
+                                               "against; about 0.6 KB each, in memory and in a changelog"),
+    "BADBUZZ_PREDICTION_TTL_HOURS": ("24", "feedback on a tweet scored longer ago than this is dead-lettered"),
     "BADBUZZ_DASHBOARD_URL": ("", "public dashboard URL put in alerts; unset = the worker's own"),
     "BADBUZZ_LOG_LEVEL": ("info", "log level"),
 }
@@ -51,6 +54,10 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
 DELIVERY_ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_ALERT_EMAILS": ("", "comma-separated e-mail recipients (routing 'env:BADBUZZ_ALERT_EMAILS')"),
     "BADBUZZ_ALERT_PHONES": ("", "comma-separated E.164 phone numbers for SMS (routing 'env:BADBUZZ_ALERT_PHONES')"),
+    "BADBUZZ_DATASCIENCE_EMAILS": ("", "data-science team e-mails (model alerts); unset = the default recipients"),
+    "BADBUZZ_DATASCIENCE_PHONES": ("", "data-science team phone numbers for critical model alerts"),
+    "BADBUZZ_DEVOPS_EMAILS": ("", "DevOps team e-mails (operational alerts); unset = the default recipients"),
+    "BADBUZZ_DEVOPS_PHONES": ("", "DevOps team phone numbers for critical operational alerts"),
     "BADBUZZ_SMTP_HOST": ("127.0.0.1", "SMTP server"),
     "BADBUZZ_SMTP_PORT": ("1025", "SMTP port"),
     "BADBUZZ_SMTP_USER": ("", "SMTP user (secret)"),
@@ -102,6 +109,8 @@ class Settings:
     fetch_max_wait_ms: int = 50
     max_text: int = 4000
     max_brands: int = 200
+    prediction_table_size: int = 50_000
+    prediction_ttl_hours: float = 24.0
     dashboard_url: str = ""
     log_level: str = "info"
 
@@ -144,6 +153,8 @@ class Settings:
             fetch_max_wait_ms=integer("BADBUZZ_FETCH_MAX_WAIT_MS"),
             max_text=integer("BADBUZZ_MAX_TEXT"),
             max_brands=integer("BADBUZZ_MAX_BRANDS"),
+            prediction_table_size=integer("BADBUZZ_PREDICTION_TABLE_SIZE"),
+            prediction_ttl_hours=float(env("BADBUZZ_PREDICTION_TTL_HOURS")),
             dashboard_url=env("BADBUZZ_DASHBOARD_URL"),
             log_level=env("BADBUZZ_LOG_LEVEL"),
         )

@@ -119,6 +119,7 @@ class AlertEvent(faust.Record, serializer="json"):
     incident_start: str | None
     note: str | None
     lang: str
+    team: str
     channels: list[str] | None = None
     decision: str | None = None
 

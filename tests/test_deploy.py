@@ -39,7 +39,8 @@ PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTING_ENV = {
     "BADBUZZ_ALERT_EMAILS", "BADBUZZ_ALERT_PHONES", "BADBUZZ_SMTP_HOST", "BADBUZZ_SMTP_PORT", "BADBUZZ_SMTP_USER",
     "BADBUZZ_SMTP_PASSWORD", "BADBUZZ_SMTP_FROM", "BADBUZZ_SMTP_STARTTLS", "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN", "TWILIO_FROM", "BADBUZZ_TWILIO_BASE_URL",
+    "TWILIO_AUTH_TOKEN", "TWILIO_FROM", "BADBUZZ_TWILIO_BASE_URL", "BADBUZZ_DATASCIENCE_EMAILS",
+    "BADBUZZ_DATASCIENCE_PHONES", "BADBUZZ_DEVOPS_EMAILS", "BADBUZZ_DEVOPS_PHONES",
 }  # fmt: skip
 # Read by the code but not by a deployed worker: the embedded broker's log level, the tests' data folder.
 NOT_DEPLOYED_ENV = {"RUST_LOG", "BADBUZZ_DATA_DIR"}
@@ -206,10 +207,10 @@ def dashboard_exprs() -> list[str]:
 
 def expected_topics(app_id: str) -> tuple[set[str], set[str]]:
     """(stream topics incl. the tick topic, Faust table changelogs), derived from the code."""
-    from stream_app.app import ticks_topic
+    from stream_app.app import internal_topics
 
     settings = Settings(app_id=app_id)
-    stream = set(settings.topics.all()) | {ticks_topic(settings)}
+    stream = set(settings.topics.all()) | set(internal_topics(settings))
     tables = re.findall(r"\.Table\(\s*\"([^\"]+)\"", (ROOT / "stream_app/alerting/agents.py").read_text())
     assert tables, "no Faust table found in stream_app/alerting/agents.py"
     return stream, {f"{app_id}-{t}-changelog" for t in tables}

@@ -35,8 +35,11 @@ def test_feedback_validation_is_strict():
     recent = {"t1": ("united", "negative", "lost bag")}
     ok = validate_feedback({"tweet_id": "t1", "correct_label": "neutral", "reporter": "ana"}, recent)
     assert (ok["brand"], ok["predicted_label"], ok["text"]) == ("united", "negative", "lost bag")
+    other = validate_feedback({"tweet_id": "zz", "correct_label": "neutral"}, recent)  # scored by another worker?
+    assert other["predicted_label"] is None and other["reporter"] == "dashboard"  # the prediction table judges
     for bad in [[], {"tweet_id": "t1"}, {"tweet_id": "t1", "correct_label": "angry"},
-                {"tweet_id": "zz", "correct_label": "neutral"}, {"tweet_id": "t1", "correct_label": "neutral", "x": 1},
+                {"tweet_id": "t1", "correct_label": "neutral", "predicted_label": "meh"},
+                {"tweet_id": "t1", "correct_label": "neutral", "x": 1},
                 {"tweet_id": "t1", "correct_label": "neutral", "reporter": "r" * 500}]:
         with pytest.raises(FeedbackError):
             validate_feedback(bad, recent)
@@ -66,7 +69,7 @@ def test_endpoints_and_feedback_loop(broker, start_worker, tmp_path):
         assert status == 202, body
     assert post(f"{w.url}/feedback", b"{not json")[0] == 400
     assert post(f"{w.url}/feedback", b"x" * 20_000)[0] == 413
-    assert post(f"{w.url}/feedback", orjson.dumps({"tweet_id": "nope", "correct_label": "neutral"}))[0] == 400
+    assert post(f"{w.url}/feedback", orjson.dumps({"tweet_id": "w0", "correct_label": "angry"}))[0] == 400
 
     async def feedback_events():
         return [orjson.loads(r.value) async for r in

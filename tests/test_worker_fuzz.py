@@ -72,7 +72,8 @@ def test_random_messages_never_crash_an_agent_and_nothing_is_lost(broker, start_
         counts = {name: sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", m, re.M))
                   for name in ("badbuzz_events_in_total", "badbuzz_events_enriched_total",
                                "badbuzz_events_dead_lettered_total")}
-        bad_feedback = re.findall(r'^badbuzz_events_dead_lettered_total{reason="invalid_feedback"} (\S+)$', m, re.M)
+        bad_feedback = re.findall(r'^badbuzz_events_dead_lettered_total{reason="(?:invalid_feedback|unknown_tweet|'
+                                  r'expired_tweet)"} (\S+)$', m, re.M)
         counts["badbuzz_events_dead_lettered_total"] -= sum(float(v) for v in bad_feedback)  # not input tweets
         counts["feedback_dead_lettered"] = sum(float(v) for v in bad_feedback)
         if counts["badbuzz_events_in_total"] >= N and counts["badbuzz_events_in_total"] == (

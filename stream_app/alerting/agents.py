@@ -20,7 +20,6 @@ carried by the alert's e-mail.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import weakref
 from collections import deque
@@ -35,9 +34,9 @@ from ..batching import acked_batches
 from ..broker import bootstrap
 from .config import AlertConfig
 from .engine import AlertEngine, Outcome
-from .feedback import is_misclassification
 from .notifiers import Dispatcher
 from .policy import Alert
+from .reports import Retention, parse_report, resolve
 from .windows import to_epoch
 
 log = logging.getLogger("badbuzz.alerting")
@@ -61,10 +60,14 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
     pipe.tables.update(states=states, groups=groups, digests=digests, deliveries=deliveries)
     pipe.alert_engine = engine
 
-    tick_name = f"{s.app_id}-alert-ticks"  # pre-created with the other topics (see app.ticks_topic)
-    ticks = app.topic(tick_name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw", partitions=parts)
-    source = app.topic(s.topics.enriched, s.topics.feedback, tick_name, key_type=bytes,
+    def internal(name: str) -> faust.TopicT:  # pre-created with the other topics (see app.internal_topics)
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                         partitions=parts)
+
+    tick_name = f"{s.app_id}-alert-ticks"
+    ticks = internal(tick_name)
+    resolved = internal(f"{s.app_id}-feedback-resolved")
+    source = app.topic(s.topics.enriched, resolved.get_topic_name(), tick_name, key_type=bytes,
                        value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=parts)
     alerts_topic = pipe.topics["alerts"]
     brands: set[str] = set()
@@ -86,15 +89,6 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             if decision.deferred:
                 digests[brand] = policy.add_to_digest(digests.get(brand), decision, at)
             groups[alert.group_key] = decision.state
-
-    async def dead_letter_feedback(ev: Any, problem: str) -> None:
-        """Feedback is outside input too: a bad report is dead-lettered with its reason, never a crash."""
-        from ..app import dead_letter_of  # the one dead-letter format (app.py wires this module)
-
-        _, letter = dead_letter_of(ev.message, "invalid_feedback", problem[:500])
-        await pipe.topics["dlq"].send(key=None, value=orjson.dumps(letter))
-        metrics.FEEDBACK.labels("invalid").inc()
-        metrics.DEAD_LETTERED.labels("invalid_feedback").inc()
 
     def count(out: Outcome) -> None:
         for label, n in (("counted", out.counted), ("duplicate", out.duplicates), ("late", out.late)):
@@ -130,11 +124,8 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                     data = orjson.loads(ev.value)
                 except orjson.JSONDecodeError:
                     data = None
-                if not isinstance(data, dict):
-                    if topic == s.topics.feedback:
-                        await dead_letter_feedback(ev, "not a JSON object")
-                    else:  # our own topics: only a foreign producer writes this
-                        log.warning("alerting: skipping a message that is not a JSON object on %s", topic)
+                if not isinstance(data, dict):  # our own topics: only a foreign producer writes this
+                    log.warning("alerting: skipping a message that is not a JSON object on %s", topic)
                     continue
                 if topic == s.topics.enriched:
                     brand = str(data.get("brand") or "-")
@@ -142,18 +133,10 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                     part = data.get("source_partition")
                     st, out = engine.ingest(st, brand, data, source="-" if part is None else str(part))
                     arrivals[brand] = time.time()
-                elif topic == s.topics.feedback:
-                    report, problem = feedback_report(data)
-                    if problem:
-                        await dead_letter_feedback(ev, problem)
-                        continue
-                    brand = data.get("brand") or "-"
-                    kind = "misclassification" if is_misclassification(data) else "confirmation"
-                    metrics.FEEDBACK.labels(kind).inc()
-                    if kind != "misclassification":
-                        continue
+                elif topic == resolved.get_topic_name():  # judged against the predictions (wire_feedback)
+                    brand = str(data.get("brand") or "-")
                     st = working.get(brand) or states.get(brand)
-                    st, out = engine.ingest(st, brand, report, source=None, kind="misclassification")
+                    st, out = engine.ingest(st, brand, data, source=None, kind="misclassification")
                 else:  # tick: a quiet brand's buckets become final; digests that are due go out
                     brand = data.get("brand")
                     if not isinstance(brand, str):
@@ -230,7 +213,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             marks = set(deliveries.get(alert.id) or ())
             done = {m for m in marks if not m.startswith("~")}
             uncertain = {m[1:] for m in marks if m.startswith("~")} - done
-            routes = policy.config.routing.for_severity(alert.severity)
+            routes = policy.config.routing.for_alert(alert)
             wanted = data.get("channels")
             channels = {ch: r for ch, r in routes.items() if wanted is None or ch in wanted}
             channels, over = within_sms_budget(channels, done)
@@ -247,25 +230,105 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             deliveries[alert.id] = sorted(done)
 
     pipe.agents.update(alerting=alerting, notify=notify)
+    wire_feedback(pipe, internal, resolved)
 
 
-def feedback_report(data: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The engine's report from a feedback event, or the reason it cannot be one."""
-    for name in ("tweet_id", "correct_label", "reporter"):
-        if not isinstance(data.get(name), str) or not data[name]:
-            return None, f"{name} must be a non-empty string"
-    for name in ("brand", "predicted_label", "text"):
-        if data.get(name) is not None and not isinstance(data[name], str):
-            return None, f"{name} must be a string"
-    try:
-        at = to_epoch(data["at"]) if data.get("at") is not None else time.time()
-    except (TypeError, ValueError) as exc:
-        return None, f"at: {exc}"[:200]
-    if not math.isfinite(at):
-        return None, "at must be a finite time"
-    return {"id": data["tweet_id"], "event_time_ms": int(at * 1000), "text": data.get("text"),
-            "predicted_label": data.get("predicted_label"), "correct_label": data["correct_label"],
-            "reporter": data["reporter"]}, None
+def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
+    """Reports judged against what the model said (:mod:`.reports`).
+
+    The enrich agent writes each prediction to ``<app>-predictions-by-id`` (key = tweet id); reports are
+    re-keyed by tweet id from the feedback topic (any key, any producer) to ``<app>-feedback-by-id``; one
+    agent reads both co-partitioned topics and keeps the ``predictions`` table (tweet id -> entry, bounded by
+    age and size, changelogged), so a report finds its tweet on the same worker, after restarts too.
+    Misclassifications go on, keyed by brand, to the alerting agent; unknown or expired tweets and malformed
+    reports are dead-lettered with the reason.
+    """
+    from ..app import dead_letter as dead_letter_record  # the one dead-letter format (app.py wires this module)
+    from ..app import dead_letter_of
+
+    app, s = pipe.app, pipe.settings
+    by_id = internal(f"{s.app_id}-feedback-by-id")
+    predictions_by_id = internal(f"{s.app_id}-predictions-by-id")
+    pipe.topics["predictions"] = predictions_by_id
+    table = app.Table("predictions", default=None, partitions=s.partitions,
+                      help="tweet id -> what the model said (feedback is judged against it)")
+    pipe.tables["predictions"] = table
+    max_age_ms = int(s.prediction_ttl_hours * 3_600_000)
+    retention = Retention(max(1, s.prediction_table_size // s.partitions), max_age_ms)
+
+    async def invalid(ev: Any, problem: str) -> None:
+        key, letter = dead_letter_of(ev.message, "invalid_feedback", problem[:500])
+        await pipe.topics["dlq"].send(key=key, value=orjson.dumps(letter))
+        metrics.FEEDBACK.labels("invalid").inc()
+        metrics.DEAD_LETTERED.labels("invalid_feedback").inc()
+
+    @app.agent(pipe.topics["feedback"], name="feedback-intake")
+    async def intake(stream: faust.StreamT) -> None:
+        async for events in acked_batches(stream, 256, 0.05, bootstrap(s.broker)):
+            for ev in events:
+                try:
+                    data = orjson.loads(ev.value)
+                except orjson.JSONDecodeError:
+                    data = None
+                report, problem = parse_report(data, int(time.time() * 1000))
+                if problem:
+                    await invalid(ev, problem)
+                    continue
+                m = ev.message  # a dead letter written later names the report's own record
+                report["source"] = {"topic": m.topic, "partition": m.partition, "offset": m.offset,
+                                    "timestamp_ms": int(m.timestamp * 1000) if m.timestamp else None}
+                await by_id.send(key=report["tweet_id"].encode(), value=orjson.dumps(report))
+
+    source = app.topic(predictions_by_id.get_topic_name(), by_id.get_topic_name(), key_type=bytes,
+                       value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
+
+    @app.agent(source, name="feedback-resolve")
+    async def resolve_reports(stream: faust.StreamT) -> None:
+        async for events in acked_batches(stream, 256, 0.05, bootstrap(s.broker)):
+            for ev in events:
+                _as_current(ev)  # table writes go to this event's changelog partition
+                msg = ev.message
+                try:
+                    data = orjson.loads(ev.value)
+                    tweet_id = msg.key.decode()
+                except (orjson.JSONDecodeError, AttributeError, UnicodeDecodeError):
+                    log.warning("feedback-resolve: skipping a malformed record on %s", msg.topic)
+                    continue
+                if msg.topic == predictions_by_id.get_topic_name():
+                    if not retention.known(msg.partition):
+                        retention.index(msg.partition, ((k, e) for k, e in table.items()
+                                                        if e and e.get("p") == msg.partition))
+                    table[tweet_id] = data
+                    for at_ms, old in retention.add(msg.partition, tweet_id, data["at_ms"]):
+                        if (table.get(old) or {}).get("at_ms") == at_ms:
+                            del table[old]
+                    continue
+                verdict = resolve(data, table.get(tweet_id), max_age_ms)
+                if verdict.problem:
+                    src = data.get("source") or {}
+                    code = f"{verdict.kind}_tweet"
+                    letter = dead_letter_record(msg.value, code, verdict.problem, key=msg.key,
+                                                topic=src.get("topic", msg.topic),
+                                                partition=src.get("partition", msg.partition),
+                                                offset=src.get("offset", msg.offset),
+                                                timestamp_ms=src.get("timestamp_ms"))
+                    await pipe.topics["dlq"].send(key=msg.key, value=orjson.dumps(letter))
+                    metrics.FEEDBACK.labels(verdict.kind).inc()
+                    metrics.DEAD_LETTERED.labels(code).inc()
+                    continue
+                metrics.FEEDBACK.labels(verdict.kind).inc()
+                if verdict.overruled:
+                    metrics.FEEDBACK.labels("claim_overruled").inc()
+                if verdict.report is not None:
+                    brand = str(verdict.report.get("brand") or "-")
+                    await resolved.send(key=brand.encode(), value=orjson.dumps(verdict.report))
+
+    @app.on_partitions_revoked.connect
+    async def _forget(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+        # rebuilt from the (recovered) table if this worker gets them back
+        retention.forget(tp.partition for tp in revoked if tp.topic == predictions_by_id.get_topic_name())
+
+    pipe.agents.update({"feedback-intake": intake, "feedback-resolve": resolve_reports})
 
 
 def _as_current(event: Any) -> None:

@@ -21,7 +21,7 @@ from .rules import RuleSet, parse_rules, read_toml
 
 __all__ = ["AlertConfig", "AlertConfigError", "build_dispatcher", "load_config", "parse_config"]
 
-TOP_LEVEL = ("settings", "rules", "policy", "quiet_hours", "routing", "delivery", "brands")
+TOP_LEVEL = ("settings", "rules", "policy", "quiet_hours", "routing", "teams", "delivery", "brands")
 _DELIVERY = {
     "max_attempts": Field(int, 5, positive),
     "base_delay": Field(float, 0.5, positive),

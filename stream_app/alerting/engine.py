@@ -31,6 +31,7 @@ from .windows import iso, sample_from_tweet, top_samples
 
 MINUTE_SAMPLES = 3
 SAMPLES_PER_ALERT = 3
+REPORTS_LISTED = 5  # a misclassification alert lists the reported tweets (the seeds: 3 reports = an alert)
 MAX_PENDING_CLAIMS = 50
 WARMUP_MIN_MINUTES = 10  # a brand seen for less than this before the window has no rate to compare with
 
@@ -93,7 +94,8 @@ class AlertEngine:
                     reporter = str(event.get("reporter") or "")
                     if reporter not in b.setdefault("rep", []):
                         b["rep"].append(reporter)
-                    b["samples"] = top_samples([*b["samples"], _report_sample(event)], MINUTE_SAMPLES + 2)
+                    # apart from the tweet samples: a busy minute's tweets must not push the reports out
+                    b["reports"] = [*b.get("reports", []), _report_sample(event)][-REPORTS_LISTED:]
                     if self.rules.misclassification.enabled:
                         out.candidates += self._reports(st, brand, bucket, early=True)
         if st["first_bucket"] is None or bucket < st["first_bucket"]:
@@ -178,7 +180,8 @@ class AlertEngine:
         minutes, hours = st["minutes"], st["hours"]
         if b is not None and (b["n"] or b["mis"]):
             minutes[str(bucket)] = {"n": b["n"], "neg": b["neg"], "inc": b["inc"], "mis": b["mis"],
-                                    "rep": b.get("rep", []), "samples": b["samples"][:MINUTE_SAMPLES + 2]}
+                                    "rep": b.get("rep", []), "samples": b["samples"][:MINUTE_SAMPLES + 2],
+                                    "reports": b.get("reports", [])}
             h = hours.setdefault(str(bucket // self._per_hour), {"neg": 0, "inc": {}})
             h["neg"] += b["neg"]
             for t, n in b["inc"].items():
@@ -254,13 +257,12 @@ class AlertEngine:
         keys = self._window(bucket, m.window_minutes)
         parts = [p for k in keys for p in (st["minutes"].get(k), st["open"].get(k) if early else None) if p]
         count = self._report_count(parts)
-        fired = [sev for sev in SEVERITIES if count >= m.tiers[sev]]
+        fired = m.fired(count)
         if early and not fired:
             return []
         severity = fired[-1] if fired else None
-        level = Level(severity, int(m.window_minutes), count, float(count), float(m.tiers[severity or "warning"]),
-                      0.0)
-        samples = tuple(top_samples([x for p in parts for x in p["samples"] if x.get("report")], SAMPLES_PER_ALERT))
+        level = Level(severity, int(m.window_minutes), count, float(count), float(m.threshold(severity)), 0.0)
+        samples = tuple(top_samples([x for p in parts for x in p.get("reports", ())], REPORTS_LISTED))
         return self._track(st, brand, bucket, m, "model", level, samples, count_rule=True)
 
     def _report_count(self, parts: list[dict[str, Any]]) -> int:
@@ -299,7 +301,7 @@ class AlertEngine:
             return Candidate(rule.name, severity, brand, subject, iso(start_bucket * self.rules.buckets.seconds),
                              iso(end_ms / 1000), observed, None if count_rule else round(level.baseline, 2),
                              round(level.threshold, 2), samples, status=status, reason=reason,
-                             incident_start=iso(since_ms / 1000))
+                             incident_start=iso(since_ms / 1000), team=rule.team)
 
         if level.severity is None:
             if a is None:
@@ -341,7 +343,7 @@ class AlertEngine:
         top = max(p.get("followers", 0) for p in pending)
         return [Candidate(rule.name, severity, brand, "claims", start, iso(end_ms / 1000), float(len(pending)),
                           None, float(rule.tiers["warning"]), listed, reason="new", incident_start=start,
-                          note=f"{len(pending)} claim(s), widest reach {top} followers")]
+                          note=f"{len(pending)} claim(s), widest reach {top} followers", team=rule.team)]
 
 
 def _report_sample(event: Mapping[str, Any]) -> dict[str, Any]:

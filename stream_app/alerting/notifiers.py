@@ -208,8 +208,17 @@ def _safe_sample(s: Mapping[str, Any]) -> dict[str, Any]:
     link = s.get("link")
     if link and not TWEET_LINK.match(str(link)):
         link = defang(one_line(link))
-    return {**s, "id": one_line(s.get("id") or ""), "text": defang(one_line(s.get("text", ""))),
-            "author": defang(one_line(s["author"])) if s.get("author") else s.get("author"), "link": link}
+    out = {**s, "id": one_line(s.get("id") or ""), "text": defang(one_line(s.get("text", ""))),
+           "author": defang(one_line(s["author"])) if s.get("author") else s.get("author"), "link": link}
+    if isinstance(s.get("report"), Mapping):
+        out["report"] = {k: defang(one_line(str(v)))[:128] for k, v in s["report"].items() if v is not None}
+    return out
+
+
+def report_line(s: Mapping[str, Any]) -> str:
+    """What a misclassification report says (a safe sample): the model's label, the fix and who made it."""
+    r = s.get("report") or {}
+    return f"model said {r.get('predicted', '?')}, corrected to {r.get('correct', '?')} by {r.get('reporter', '?')}"
 
 
 def untrusted(alert: Alert) -> Alert:
@@ -273,6 +282,9 @@ def render_text(alert: Alert, note: str | None = None) -> str:
     if alert.samples:
         lines.append(phrase(alert.lang, "telling"))
         for s in alert.samples:
+            if s.get("report"):
+                lines.append(f"  - \"{s.get('text', '')}\" ({report_line(s)}; tweet {s.get('id')})")
+                continue
             lines.append(f"  - @{s.get('author') or '?'}: {s.get('text', '')}")
             if s.get("link"):
                 lines.append(f"    {s['link']}")
@@ -300,6 +312,9 @@ def render_html(alert: Alert, note: str | None = None) -> str:
             link = s.get("link")
             text = e(s.get("text", ""))
             body = f"<a href=\"{e(link)}\">{text}</a>" if link and TWEET_LINK.match(link) else text
+            if s.get("report"):
+                parts.append(f"<li>{body} <em>({e(report_line(s))})</em></li>")
+                continue
             parts.append(f"<li><strong>@{e(s.get('author') or '?')}</strong>: {body}</li>")
         parts.append("</ul>")
     parts.append(f"<p><a href=\"{e(alert.dashboard_url)}\">Open the dashboard</a></p>")
@@ -684,7 +699,7 @@ class Dispatcher:
         Permanently failed channels fall back once to the other channel's fallback recipients.
         """
         targets = {ch: list(r) for ch, r in (channels if channels is not None
-                                            else self.routing.for_severity(alert.severity)).items()}
+                                            else self.routing.for_alert(alert)).items()}
         results: list[DeliveryResult] = []
         jobs = []
         for ch, rcpts in targets.items():

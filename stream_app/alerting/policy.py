@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._schema import Field, check_table, fail, non_negative, str_list
-from .rules import SEVERITIES, AlertKeys, Candidate, severity_rank
+from .rules import SEVERITIES, TEAMS, AlertKeys, Candidate, severity_rank
 
 CHANNELS = ("email", "sms", "webhook", "console")
 DEFAULT_DASHBOARD_URL = "http://127.0.0.1:6066/dashboard"
@@ -66,7 +66,7 @@ class Alert(AlertKeys):
     incident_start: str | None = None
     note: str | None = None
     lang: str = "en"  # language of the alert texts: the brand's, from [brands.<brand>] in the alert rules
-
+    team: str = "comms"  # who is told (the rule's team; routing per team in [teams.<team>.<severity>])
 
     @staticmethod
     def make_id(dedup_key: str, severity: str) -> str:
@@ -83,7 +83,8 @@ class Alert(AlertKeys):
         samples = tuple(_sample(s) for s in c.samples[:5])
         return cls(alert_id, c.rule, c.severity, c.brand, c.subject, c.window_start, c.window_end,
                    float(c.observed), None if c.baseline is None else float(c.baseline), float(c.threshold),
-                   samples, url, created_at or now_iso(), c.status, c.reason, c.incident_start, c.note, lang)
+                   samples, url, created_at or now_iso(), c.status, c.reason, c.incident_start, c.note, lang,
+                   c.team)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,7 +93,7 @@ class Alert(AlertKeys):
             "observed": self.observed, "baseline": self.baseline, "threshold": self.threshold,
             "samples": [dict(s) for s in self.samples], "dashboard_url": self.dashboard_url,
             "created_at": self.created_at, "status": self.status, "reason": self.reason,
-            "incident_start": self.incident_start, "note": self.note, "lang": self.lang,
+            "incident_start": self.incident_start, "note": self.note, "lang": self.lang, "team": self.team,
         }
 
     @classmethod
@@ -103,7 +104,7 @@ class Alert(AlertKeys):
                    d["window_end"], float(d["observed"]), None if baseline is None else float(baseline),
                    float(d["threshold"]), samples, d.get("dashboard_url", ""), d.get("created_at", ""),
                    d.get("status", "firing"), d.get("reason", "new"), d.get("incident_start"), d.get("note"),
-                   d.get("lang") or "en")
+                   d.get("lang") or "en", d.get("team") if d.get("team") in TEAMS else "comms")
 
 
 def _sample(s: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,23 +139,48 @@ class QuietHours:
         return t >= self.start or t < self.end
 
 
+Routes = dict[str, dict[str, tuple[str, ...]]]  # severity -> channel -> recipients
+
+
 @dataclass(frozen=True, slots=True)
 class Routing:
-    """Recipients per severity and channel, plus fallback and digest recipients (already env-expanded)."""
+    """Recipients per severity and channel (already env-expanded): the default ``[routing.<severity>]``, per
+    team ``[teams.<team>.<severity>]`` and per brand and team ``[brands.<brand>.teams.<team>.<severity>]``,
+    plus fallback and digest recipients.
 
-    routes: dict[str, dict[str, tuple[str, ...]]]
+    The most specific route that has any recipient wins: brand+team, then team, then the default, so an
+    alert whose team has nobody configured still reaches the default recipients instead of nobody.
+    """
+
+    routes: Routes
     fallback: dict[str, tuple[str, ...]] = field(default_factory=dict)
     digest: tuple[str, ...] = ()
+    teams: dict[str, Routes] = field(default_factory=dict)
+    brands: dict[str, dict[str, Routes]] = field(default_factory=dict)  # brand -> team -> routes
 
     def for_severity(self, severity: str) -> dict[str, list[str]]:
-        return {ch: list(rs) for ch, rs in self.routes.get(severity, {}).items() if rs}
+        return _nonempty(self.routes.get(severity, {}))
+
+    def for_alert(self, alert: Any) -> dict[str, list[str]]:
+        """Recipients of ``alert`` (anything with ``severity``, ``team`` and ``brand``)."""
+        team = getattr(alert, "team", "comms")
+        for routes in (self.brands.get(alert.brand, {}).get(team), self.teams.get(team)):
+            chosen = _nonempty((routes or {}).get(alert.severity, {}))
+            if chosen:
+                return chosen
+        return self.for_severity(alert.severity)
 
     def channels_used(self) -> set[str]:
-        used = {ch for route in self.routes.values() for ch, rs in route.items() if rs}
+        every = [self.routes, *self.teams.values(), *(r for b in self.brands.values() for r in b.values())]
+        used = {ch for routes in every for route in routes.values() for ch, rs in route.items() if rs}
         used |= {ch for ch, rs in self.fallback.items() if rs}
         if self.digest:
             used.add("email")
         return used
+
+
+def _nonempty(route: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    return {ch: list(rs) for ch, rs in route.items() if rs}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +219,8 @@ _QUIET = {
 }
 _ROUTE = {ch: Field(list, [], str_list) for ch in CHANNELS}
 LANGUAGES = ("en", "fr")
-_BRAND = {"language": Field(str, "en", lambda v: None if v in LANGUAGES else f"expected one of {LANGUAGES}, got {v!r}")}
+_BRAND = {"language": Field(str, "en", lambda v: None if v in LANGUAGES else f"expected one of {LANGUAGES}, got {v!r}"),
+          "teams": Field(dict, {})}
 
 
 def expand_recipients(
@@ -247,10 +274,29 @@ def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | N
     unknown = sorted(set(r_doc) - set(allowed))
     if unknown:
         raise fail(source, f"routing.{unknown[0]}", f"unknown route (expected one of: {', '.join(allowed)})")
-    routes: dict[str, dict[str, tuple[str, ...]]] = {}
-    for sev in SEVERITIES:
-        r = check_table(r_doc.get(sev, {}), _ROUTE, source, f"routing.{sev}")
-        routes[sev] = {ch: expand_recipients(r[ch], ch, source, f"routing.{sev}.{ch}", env) for ch in CHANNELS}
+
+    def severity_routes(doc: Any, path: str) -> Routes:
+        if not isinstance(doc, Mapping):
+            raise fail(source, path, "expected a table")
+        unknown = sorted(set(doc) - set(SEVERITIES))
+        if unknown:
+            raise fail(source, f"{path}.{unknown[0]}", f"unknown severity (expected one of: {', '.join(SEVERITIES)})")
+        out: Routes = {}
+        for sev in SEVERITIES:
+            r = check_table(doc.get(sev, {}), _ROUTE, source, f"{path}.{sev}")
+            out[sev] = {ch: expand_recipients(r[ch], ch, source, f"{path}.{sev}.{ch}", env) for ch in CHANNELS}
+        return out
+
+    def team_routes(doc: Any, path: str) -> dict[str, Routes]:
+        if not isinstance(doc, Mapping):
+            raise fail(source, path, "expected a table")
+        unknown = sorted(set(doc) - set(TEAMS))
+        if unknown:
+            raise fail(source, f"{path}.{unknown[0]}", f"unknown team (expected one of: {', '.join(TEAMS)})")
+        return {team: severity_routes(doc[team], f"{path}.{team}") for team in doc}
+
+    routes = severity_routes({sev: r_doc.get(sev, {}) for sev in SEVERITIES}, "routing")
+    teams = team_routes(doc.get("teams", {}), "teams")
     fb = check_table(r_doc.get("fallback", {}), _ROUTE, source, "routing.fallback")
     fallback = {ch: expand_recipients(fb[ch], ch, source, f"routing.fallback.{ch}", env) for ch in CHANNELS}
     dg = check_table(r_doc.get("digest", {}), {"email": Field(list, [], str_list)}, source, "routing.digest")
@@ -258,12 +304,14 @@ def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | N
     b_doc = doc.get("brands", {})
     if not isinstance(b_doc, Mapping):
         raise fail(source, "brands", "expected a table")
-    languages = {str(b): check_table(v, _BRAND, source, f"brands.{b}")["language"] for b, v in b_doc.items()}
+    brand_tables = {str(b): check_table(v, _BRAND, source, f"brands.{b}") for b, v in b_doc.items()}
+    languages = {b: t["language"] for b, t in brand_tables.items()}
+    brand_teams = {b: team_routes(t["teams"], f"brands.{b}.teams") for b, t in brand_tables.items() if t["teams"]}
     return PolicyConfig(
         cooldown_minutes=p["cooldown_minutes"],
         brand_languages=languages,
         quiet_hours=quiet,
-        routing=Routing(routes, fallback, digest),
+        routing=Routing(routes, fallback, digest, teams, brand_teams),
         dashboard_url=p["dashboard_url"] or os.environ.get("BADBUZZ_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL,
         sent_retention_hours=p["sent_retention_hours"],
         sms_per_hour=p["sms_per_hour"],
@@ -353,7 +401,7 @@ class AlertPolicy:
         channels: dict[str, list[str]] = {}
         deferred: dict[str, list[str]] = {}
         if deliver:
-            for ch, rcpts in self.config.routing.for_severity(alert.severity).items():
+            for ch, rcpts in self.config.routing.for_alert(alert).items():
                 q = self.config.quiet_hours.get(ch)
                 (deferred if q and q.active(now, alert.severity) else channels)[ch] = rcpts
         return Decision(alert, deliver, reason, channels, deferred, st)
@@ -392,7 +440,7 @@ class AlertPolicy:
             return list(r.digest)
         out: list[str] = []
         for a in alerts:
-            for rc in r.routes.get(a.severity, {}).get("email", ()):
+            for rc in r.for_alert(a).get("email", ()):
                 if rc not in out:
                     out.append(rc)
         return out or list(r.fallback.get("email", ()))

@@ -37,6 +37,7 @@ __all__ = [
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "alert_rules.toml"
 SEVERITIES = ("warning", "critical")
+TEAMS = ("comms", "data_science", "devops")  # who is woken up: each rule names one (routing in policy.py)
 RULE_NAMES = ("negative_spike", "incident_spike", "misclassification", "critical_claim")
 URGENCIES = ("low", "medium", "critical")
 STATUSES = ("firing", "resolved")
@@ -97,6 +98,7 @@ class Candidate(AlertKeys):
     reason: str = "new"
     incident_start: str | None = None
     note: str | None = None
+    team: str = "comms"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -116,6 +118,7 @@ class SpikeRule:
     resolve_minutes: float
     types: tuple[str, ...] = ()  # incident_spike only; empty = every type seen
     ignore: tuple[str, ...] = ()  # incident_spike only: fallback types that never drive it
+    team: str = "comms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +126,17 @@ class CountRule:
     name: str
     enabled: bool
     window_minutes: float
-    tiers: dict[str, int]  # severity -> count
+    tiers: dict[str, int]  # severity -> count; a severity may be absent (the seeds: 3 reports = critical)
     renotify_minutes: float
     resolve_minutes: float
     distinct_reporters: bool = True  # count reporters, not reports
+    team: str = "data_science"
+
+    def fired(self, count: int) -> list[str]:
+        return [sev for sev in SEVERITIES if sev in self.tiers and count >= self.tiers[sev]]
+
+    def threshold(self, severity: str | None) -> int:
+        return self.tiers.get(severity or "", min(self.tiers.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +147,7 @@ class ClaimRule:
     tiers: dict[str, int]  # severity -> min followers
     group_interval_minutes: float
     max_listed: int
+    team: str = "comms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +172,13 @@ def _int_list(value: list) -> str | None:
     return None
 
 
+def _team(value: str) -> str | None:
+    return None if value in TEAMS else f"unknown team {value!r} (expected one of: {', '.join(TEAMS)})"
+
+
 _LIFECYCLE = {
     "enabled": Field(bool, True),
+    "team": Field(str, None, _team),
     "renotify_minutes": Field(float, 240.0, non_negative),
     "resolve_minutes": Field(float, 60.0, positive),
 }
@@ -182,10 +198,11 @@ _SPIKE = {
 }
 _SPIKE_TIER = {"floor": Field(float, check=non_negative), "k": Field(float, check=non_negative)}
 _COUNT = {**_LIFECYCLE, "window_minutes": Field(float, 5.0, positive), "distinct_reporters": Field(bool, True),
-          "warning": Field(dict), "critical": Field(dict)}
+          "warning": Field(dict, None), "critical": Field(dict, None)}
 _COUNT_TIER = {"count": Field(int, check=positive)}
 _CLAIM = {
     "enabled": Field(bool, True),
+    "team": Field(str, None, _team),
     "urgency": Field(str, "critical", lambda v: None if v in URGENCIES else f"unknown urgency {v!r}"),
     "group_interval_minutes": Field(float, 30.0, non_negative),
     "max_listed": Field(int, 5, positive),
@@ -233,22 +250,26 @@ def parse_rules(doc: Mapping[str, Any], source: str = "<rules>") -> RuleSet:
                              {sev: Tier(t[sev]["floor"], t[sev]["k"]) for sev in SEVERITIES},
                              d["warmup_floor"], d["warmup_factor"], d["significance"], d["test_at"])
         return SpikeRule(name, d["enabled"], params, d["renotify_minutes"], d["resolve_minutes"],
-                         tuple(d.get("types") or ()), tuple(d.get("ignore") or ())), d
+                         tuple(d.get("types") or ()), tuple(d.get("ignore") or ()), d["team"] or "comms"), d
 
     negative, _ = spike("negative_spike")
     incident, _ = spike("incident_spike", {"types": Field(list, [], str_list), "ignore": Field(list, [], str_list)})
 
     d = check_table(rules["misclassification"], _COUNT, source, "rules.misclassification")
-    t = tiers(d, _COUNT_TIER, "rules.misclassification")
-    ordered("rules.misclassification", t["warning"]["count"], t["critical"]["count"])
-    mis = CountRule("misclassification", d["enabled"], d["window_minutes"], {s: t[s]["count"] for s in SEVERITIES},
-                    d["renotify_minutes"], d["resolve_minutes"], d["distinct_reporters"])
+    counts = {sev: check_table(d[sev], _COUNT_TIER, source, f"rules.misclassification.{sev}")["count"]
+              for sev in SEVERITIES if d[sev] is not None}
+    if not counts:
+        raise fail(source, "rules.misclassification", "needs a [warning] or a [critical] tier (or both)")
+    if len(counts) == 2:
+        ordered("rules.misclassification", counts["warning"], counts["critical"])
+    mis = CountRule("misclassification", d["enabled"], d["window_minutes"], counts, d["renotify_minutes"],
+                    d["resolve_minutes"], d["distinct_reporters"], d["team"] or "data_science")
 
     d = check_table(rules["critical_claim"], _CLAIM, source, "rules.critical_claim")
     t = tiers(d, _CLAIM_TIER, "rules.critical_claim")
     ordered("rules.critical_claim", t["warning"]["followers"], t["critical"]["followers"])
     claim = ClaimRule("critical_claim", d["enabled"], d["urgency"], {s: t[s]["followers"] for s in SEVERITIES},
-                      d["group_interval_minutes"], d["max_listed"])
+                      d["group_interval_minutes"], d["max_listed"], d["team"] or "comms")
 
     return RuleSet(
         source=source,

@@ -159,7 +159,9 @@ class FeedbackError(ValueError):
 
 
 def validate_feedback(body: Any, recent: dict[str, tuple[str | None, str, str]]) -> dict[str, Any]:
-    """A feedback event from a request body; missing prediction fields come from recent predictions."""
+    """A feedback event from a request body. The worker judges it against the prediction table
+    (alerting/reports.py), so a tweet scored by another worker is accepted too; this worker's recent
+    predictions only fill in the brand (the event's key and the per-brand rate limit) and the text."""
     if not isinstance(body, dict):
         raise FeedbackError("body must be a JSON object")
     unknown = set(body) - {"tweet_id", "correct_label", "reporter", "predicted_label", "brand", "text"}
@@ -176,9 +178,7 @@ def validate_feedback(body: Any, recent: dict[str, tuple[str | None, str, str]])
     brand = body.get("brand", known[0] if known else None)
     predicted = body.get("predicted_label", known[1] if known else None)
     text = body.get("text", known[2] if known else None)
-    if predicted is None:
-        raise FeedbackError("unknown tweet_id: include predicted_label and brand")
-    if predicted not in LABELS:
+    if predicted is not None and predicted not in LABELS:
         raise FeedbackError(f"predicted_label must be one of {', '.join(LABELS)}")
     if brand is not None and (not isinstance(brand, str) or len(brand) > 64):
         raise FeedbackError("brand must be a string of at most 64 characters")

@@ -241,6 +241,7 @@ def test_misclassification_reports():
     assert [c for c in reports(3, reporters=1) if c.status == "firing"] == [], "one person is one voice"
     [alert] = [c for c in reports(3) if c.status == "firing"]
     assert alert.rule == "misclassification" and alert.observed == 3
+    assert alert.severity == "critical" and alert.team == "data_science", "the seeds' matrix: 3 in 5 min"
     assert {s["report"]["correct"] for s in alert.samples} == {"negative"}
 
 

@@ -41,7 +41,7 @@ def test_alert_roundtrip_and_schema_fields():
     d = a.to_dict()
     assert set(d) == {"id", "rule", "severity", "brand", "subject", "window_start", "window_end", "observed",
                       "baseline", "threshold", "samples", "dashboard_url", "created_at", "status", "reason",
-                      "incident_start", "note", "lang"}
+                      "incident_start", "note", "lang", "team"}
     assert set(d["samples"][0]) == {"id", "text", "author", "link"}
     assert Alert.from_dict(json.loads(json.dumps(d))) == a
     assert a.dashboard_url == f"http://127.0.0.1:6066/dashboard?brand=acme&alert={a.id}"
@@ -170,3 +170,21 @@ def test_property_at_most_one_escalation_per_cooldown(sevs):
     eng = PolicyEngine(config().policy)
     sent = [eng.process(alert(severity=s, minute=i), T0 + 60 * i).deliver for i, s in enumerate(sevs)]
     assert sum(sent) <= 2 and sent[0]
+
+
+def test_each_team_gets_its_alerts_and_a_team_without_recipients_falls_back():
+    env = ENV | {"BADBUZZ_DATASCIENCE_EMAILS": "ds@example.com", "BADBUZZ_DATASCIENCE_PHONES": "+33700000001"}
+    doc = copy.deepcopy(DOC)
+    doc["brands"]["freebox"]["teams"] = {"comms": {"critical": {"email": ["fr-comms@example.com"]}}}
+    routing = parse_config(doc, "test.toml", env).policy.routing
+    model = Alert.from_candidate(Candidate("misclassification", "critical", "acme", "model", iso(T0), iso(T0 + 300),
+                                           3.0, None, 3.0, team="data_science"))
+    assert routing.for_alert(model) == {"email": ["ds@example.com"], "sms": ["+33700000001"]}
+    storm = alert(severity="critical")
+    assert routing.for_alert(storm) == {"email": ["comms@example.com", "jane@example.com"], "sms": ["+33612345678"]}
+    assert routing.for_alert(alert(severity="critical", brand="freebox")) == {"email": ["fr-comms@example.com"]}
+    ops = Alert.from_candidate(Candidate("error_rate", "critical", "*", "errors", iso(T0), iso(T0 + 300), 0.1,
+                                         None, 0.05, team="devops"))
+    assert routing.for_alert(ops) == routing.for_alert(storm), "no DevOps recipients: the default ones, not nobody"
+    assert AlertPolicy(parse_config(doc, "test.toml", env).policy).decide(None, model, T0).channels == \
+        {"email": ["ds@example.com"], "sms": ["+33700000001"]}
