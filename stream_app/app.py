@@ -23,6 +23,7 @@ import faust
 import orjson
 
 from . import metrics
+from .alerting.health import unknown_words
 from .alerting.reports import prediction_entry
 from .batching import heal_stalled, prepared_batches
 from .broker import bootstrap
@@ -150,21 +151,26 @@ class Pipeline:
     latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     alert_rules: Any = None
     alert_engine: Any = None
+    health: Any = None  # alerting.health.HealthMonitor when alerting is wired
 
-    def update_lag(self) -> None:
-        """Input-topic lag per assigned partition: highwater minus committed offset."""
+    def update_lag(self) -> int | None:
+        """Input-topic lag per assigned partition (highwater minus committed offset); the total, or None."""
         consumer = self.app.consumer if self.app.producer is not None else None
         if consumer is None:
-            return
+            return None
+        total = None
         try:
             assigned = [tp for tp in consumer.assignment() if tp.topic == self.settings.topics.tweets]
             for tp in assigned:
                 high = consumer.highwater(tp)
                 committed = consumer._committed_offset.get(tp)  # faust keeps no public accessor
                 if high is not None:
-                    metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - (committed or 0)))
+                    lag = max(0, high - (committed or 0))
+                    metrics.CONSUMER_LAG.labels(str(tp.partition)).set(lag)
+                    total = (total or 0) + lag
         except Exception:  # noqa: BLE001 - metrics must never break a scrape
             log.debug("lag metric unavailable", exc_info=True)
+        return total
 
     def ready(self) -> dict[str, bool]:
         consumer = self.app.consumer if self.app.producer is not None else None
@@ -292,8 +298,9 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 return fn(arg), time.perf_counter() - started
             return loop.run_in_executor(pipe.executor, run)
 
+        vocabulary = pipe.enricher.model.vocabulary
         batches = prepared_batches(stream, s.batch_size, s.batch_wait, bootstrap(s.broker), prepare)
-        async for _events, (good, dead, scoring) in batches:
+        async for events, (good, dead, scoring) in batches:
             enriched: list[tuple[dict[str, Any], Any]] = []
             if scoring is not None:
                 try:
@@ -310,6 +317,7 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                             dead.append(dead_letter_of(msg, "scoring_failed", f"{type(exc).__name__}: {exc}"[:500]))
                 metrics.BATCH_SIZE.observe(len(good))
             now = time.time()
+            latencies: list[float] = []
             recent = pipe.recent
             predictions = pipe.topics.get("predictions")
             for ev, msg in enriched:
@@ -329,11 +337,22 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 if ev["incident"]:
                     metrics.INCIDENTS.labels(label, ev["incident"]).inc()
                 if msg.timestamp:
-                    metrics.E2E_SECONDS.observe(max(0.0, now - msg.timestamp))
+                    latencies.append(max(0.0, now - msg.timestamp))
+                    metrics.E2E_SECONDS.observe(latencies[-1])
             metrics.ENRICHED.inc(len(enriched))
             for kafka_key, d in dead:
                 await dlq_topic.send(key=kafka_key, value=orjson.dumps(d))
                 metrics.DEAD_LETTERED.labels(d["error"]["code"]).inc()
+            if pipe.health is not None:
+                words = unknown = 0
+                for ev, _ in enriched:
+                    w, u = unknown_words(ev["text"], vocabulary)
+                    words, unknown = words + w, unknown + u
+                metrics.VOCABULARY_WORDS.labels("unknown").inc(unknown)
+                metrics.VOCABULARY_WORDS.labels("known").inc(words - unknown)
+                pipe.health.observe_batch(now, tweets=len(events), dead=len(dead), latencies_s=latencies,
+                                          labels=[ev["sentiment"]["label"] for ev, _ in enriched],
+                                          words=words, unknown=unknown)
 
     pipe.agents["enrich"] = enrich
 

@@ -46,6 +46,15 @@ ALERT_ENGINE_EVENTS = Counter(
     "(re-delivered, counted once by tweet id) or late (its bucket was already final)", ["outcome"],
     registry=REGISTRY,
 )
+VOCABULARY_WORDS = Counter(
+    "badbuzz_vocabulary_words_total", "Words of enriched tweets, known or unknown to the model's vocabulary "
+    "(alerting/health.py: letters-only words of 3+ characters outside mentions, tags and links)", ["vocabulary"],
+    registry=REGISTRY,
+)
+HEALTH_VALUE = Gauge(
+    "badbuzz_health_value", "Last value of each health rule over its shortest window (alerting/health.py)",
+    ["rule"], registry=REGISTRY,
+)
 FEEDBACK = Counter("badbuzz_feedback_total", "Feedback events", ["kind"], registry=REGISTRY)
 CONSUMER_LAG = Gauge("badbuzz_consumer_lag", "Input topic lag per partition", ["partition"], registry=REGISTRY)
 MODEL_INFO = Info("badbuzz_model", "Sentiment model and rules in use", registry=REGISTRY)

@@ -34,6 +34,7 @@ from ..batching import acked_batches
 from ..broker import bootstrap
 from .config import AlertConfig
 from .engine import AlertEngine, Outcome
+from .health import HealthMonitor
 from .notifiers import Dispatcher
 from .policy import Alert
 from .reports import Retention, parse_report, resolve
@@ -41,6 +42,7 @@ from .windows import to_epoch
 
 log = logging.getLogger("badbuzz.alerting")
 TICK_SECONDS = 10.0
+HEALTH_SECONDS = 15.0  # health rules judge complete minutes; a quarter of one is soon enough
 TICK_ACTIVE_SECONDS = 3600.0  # ticks only for brands with events in the last hour (brand names are unbounded)
 LIVE_HORIZON_MS = 6 * 3_600_000  # newest event time this close to the wall clock: the brand's stream is live
 
@@ -231,6 +233,40 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
 
     pipe.agents.update(alerting=alerting, notify=notify)
     wire_feedback(pipe, internal, resolved)
+    wire_health(pipe, config, policy)
+
+
+def wire_health(pipe: Any, config: AlertConfig, policy: Any) -> None:
+    """The worker's own health rules (:mod:`.health`), judged each minute on its wall clock.
+
+    Health alerts are about this worker, so their state stays in memory (no table: a timer has no current
+    event whose partition a table write could use); delivery goes through the alerts topic and the notify
+    agent like every other alert.
+    """
+    if not any(r.enabled for r in config.health.values()):
+        return
+    monitor = HealthMonitor(config.health)
+    pipe.health = monitor
+    groups: dict[str, Any] = {}
+
+    @pipe.app.timer(HEALTH_SECONDS)
+    async def health() -> None:
+        now = time.time()
+        lag = pipe.update_lag()
+        if lag is not None:
+            monitor.observe_lag(now, lag)
+        for cand in monitor.evaluate(now):
+            alert = Alert.from_candidate(cand, dashboard_url=pipe.settings.public_url)
+            decision = policy.decide(groups.get(alert.group_key), alert, now)
+            groups[alert.group_key] = decision.state
+            if decision.deliver:
+                event = alert.to_dict() | {"channels": sorted(decision.channels), "decision": decision.reason}
+                await pipe.topics["alerts"].send(key=alert.id.encode(), value=orjson.dumps(event))
+                metrics.ALERTS.labels(alert.rule, alert.severity).inc()
+        end = int(now // 60)
+        for name, rule in monitor.rules.items():
+            minutes = min(t.minutes for t in rule.tiers.values())
+            metrics.HEALTH_VALUE.labels(name).set(monitor.value(name, end, minutes)[0])
 
 
 def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:

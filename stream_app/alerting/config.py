@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ._schema import AlertConfigError, Field, check_table, fail, positive
+from .health import HealthRule, parse_health
 from .notifiers import Dispatcher, RetryPolicy, build_notifiers
 from .policy import CHANNELS, AlertPolicy, PolicyConfig, parse_policy
 from .rules import RuleSet, parse_rules, read_toml
 
 __all__ = ["AlertConfig", "AlertConfigError", "build_dispatcher", "load_config", "parse_config"]
 
-TOP_LEVEL = ("settings", "rules", "policy", "quiet_hours", "routing", "teams", "delivery", "brands")
+TOP_LEVEL = ("settings", "rules", "health", "policy", "quiet_hours", "routing", "teams", "delivery", "brands")
 _DELIVERY = {
     "max_attempts": Field(int, 5, positive),
     "base_delay": Field(float, 0.5, positive),
@@ -37,6 +38,7 @@ class AlertConfig:
     rules: RuleSet
     policy: PolicyConfig
     retry: dict[str, RetryPolicy] = field(default_factory=dict)
+    health: dict[str, HealthRule] = field(default_factory=dict)
 
     def make_policy(self) -> AlertPolicy:
         return AlertPolicy(self.policy)
@@ -58,7 +60,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", env: Mapping[
         d = check_table(data, _DELIVERY, source, f"delivery.{ch}")
         retry[ch] = RetryPolicy(d["max_attempts"], d["base_delay"], d["max_delay"], d["deadline_seconds"],
                                 d["attempt_timeout"])
-    return AlertConfig(source, rules, policy, retry)
+    return AlertConfig(source, rules, policy, retry, parse_health(doc, source))
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> AlertConfig:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .detect import Level, spike_level, thresholds
-from .rules import SEVERITIES, Candidate, RuleSet, severity_rank
+from .rules import SEVERITIES, Candidate, RuleSet, lifecycle, severity_rank
 from .windows import iso, sample_from_tweet, top_samples
 
 MINUTE_SAMPLES = 3
@@ -292,7 +292,6 @@ class AlertEngine:
     def _track(self, st, brand, bucket, rule, subject, level: Level, samples, count_rule: bool = False):
         """One alert per ``rule:subject`` while it lasts: new, escalation, repeat, resolved."""
         key = f"{rule.name}:{subject}"
-        a = st["alerts"].get(key)
         end_ms = (bucket + 1) * self.bucket_ms
         observed = float(level.count) if count_rule else round(level.rate, 2)
 
@@ -303,24 +302,11 @@ class AlertEngine:
                              round(level.threshold, 2), samples, status=status, reason=reason,
                              incident_start=iso(since_ms / 1000), team=rule.team)
 
-        if level.severity is None:
-            if a is None:
-                return []
-            if end_ms - a["last_hot"] >= rule.resolve_minutes * 60_000:
-                del st["alerts"][key]
-                return [cand(a["severity"], a["since"], status="resolved", reason="resolved")]
+        notice = lifecycle(st["alerts"], key, end_ms, level.severity, rule.renotify_minutes, rule.resolve_minutes)
+        if notice is None:
             return []
-        if a is None:
-            st["alerts"][key] = {"severity": level.severity, "since": end_ms, "notified": end_ms, "last_hot": end_ms}
-            return [cand(level.severity, end_ms)]
-        a["last_hot"] = end_ms
-        if severity_rank(level.severity) > severity_rank(a["severity"]):
-            a.update(severity=level.severity, notified=end_ms)
-            return [cand(level.severity, a["since"], reason="escalation")]
-        if rule.renotify_minutes and end_ms - a["notified"] >= rule.renotify_minutes * 60_000:
-            a["notified"] = end_ms
-            return [cand(a["severity"], a["since"], reason="repeat")]
-        return []
+        reason, severity, since = notice
+        return [cand(severity, since, status="resolved" if reason == "resolved" else "firing", reason=reason)]
 
     def _claims(self, st: dict[str, Any], brand: str, bucket: int) -> list[Candidate]:
         """Alertmanager's group_interval: the first claim goes out with its bucket, later ones wait and go

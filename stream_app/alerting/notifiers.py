@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from ._schema import AlertConfigError
+from .health import BRAND as HEALTH_BRAND
 from .policy import Alert, Routing, mask_recipient
 from .texts import phrase
 
@@ -250,6 +251,8 @@ def describe(alert: Alert) -> str:
         what = phrase(lang, "claims", **figures)
     elif alert.rule == "misclassification":
         what = phrase(lang, "reports", **figures)
+    elif alert.brand == HEALTH_BRAND and alert.note:  # the worker's own health: the note says it all
+        return f"{alert.rule} on the badbuzz worker: {alert.note}"
     else:
         what = phrase(lang, "rate", **figures) + (phrase(lang, "still") if alert.reason == "repeat" else "")
     name = phrase(lang, alert.rule) if lang != "en" else alert.rule

@@ -48,6 +48,30 @@ def severity_rank(severity: str | None) -> int:
     return SEVERITIES.index(severity) + 1 if severity in SEVERITIES else 0
 
 
+def lifecycle(alerts: dict[str, Any], key: str, end_ms: int, severity: str | None, renotify_minutes: float,
+              resolve_minutes: float) -> tuple[str, str, int] | None:
+    """One alert per ``key`` while it lasts: the notice due at ``end_ms`` given the level now (``None``:
+    quiet), as ``(reason, severity, incident start ms)`` with reason new | escalation | repeat | resolved, or
+    None. ``alerts`` (key -> JSON-able state) is updated in place."""
+    a = alerts.get(key)
+    if severity is None:
+        if a is not None and end_ms - a["last_hot"] >= resolve_minutes * 60_000:
+            del alerts[key]
+            return "resolved", a["severity"], a["since"]
+        return None
+    if a is None:
+        alerts[key] = {"severity": severity, "since": end_ms, "notified": end_ms, "last_hot": end_ms}
+        return "new", severity, end_ms
+    a["last_hot"] = end_ms
+    if severity_rank(severity) > severity_rank(a["severity"]):
+        a.update(severity=severity, notified=end_ms)
+        return "escalation", severity, a["since"]
+    if renotify_minutes and end_ms - a["notified"] >= renotify_minutes * 60_000:
+        a["notified"] = end_ms
+        return "repeat", a["severity"], a["since"]
+    return None
+
+
 class AlertKeys:
     """Alertmanager-style keys shared by candidates and alerts.
 

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,13 @@ class SentimentModel:
         self.cache = LRUCache(cache_size)
 
     # -- raw model ---------------------------------------------------------------------------
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """Whole words of the tokenizer's vocabulary, lower-cased (WordPiece entries that are not ``##``
+        continuations, SentencePiece ``▁`` word starts): what the vocabulary-drift rule checks words against."""
+        pieces = self.tokenizer.get_vocab()
+        return frozenset(p.lstrip("▁").lower() for p in pieces if p.startswith("▁") or not p.startswith("##"))
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         if self.prefix:
             texts = [self.prefix + t for t in texts]
