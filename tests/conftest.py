@@ -14,7 +14,7 @@ from stream_app.config import DEFAULT_MODEL_DIR
 from stream_app.datasets import data_dir
 from stream_app.workerproc import WorkerProcess, isolated_env
 
-from .servers import SmtpServer, TwilioServer
+from .servers import SmtpServer, TwilioServer, WebhookServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +81,13 @@ def run(coro):
 def smtp_server():
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that records what it receives."""
     with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def webhook_server():
+    """A local HTTP endpoint recording webhook POSTs (Slack-compatible JSON)."""
+    with WebhookServer() as server:
         yield server
 
 

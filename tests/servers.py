@@ -299,3 +299,45 @@ class TwilioServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class WebhookServer:
+    """A local HTTP endpoint for webhooks (Slack-compatible JSON): records each POST; ``fail_with`` holds the
+    statuses to answer first (e.g. ``[503]`` for one transient failure)."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.fail_with: list[int] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib hook name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = server.fail_with.pop(0) if server.fail_with else 200
+                if status == 200:
+                    server.posts.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self._httpd.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        end = time.monotonic() + timeout
+        while len(self.posts) < count and time.monotonic() < end:
+            time.sleep(0.05)
+        return list(self.posts)
+
+    def __enter__(self) -> WebhookServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)

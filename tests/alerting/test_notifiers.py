@@ -356,3 +356,20 @@ def test_an_unexpected_notifier_error_is_retried_once_then_recorded():
 
     res = asyncio.run(send_with_retry("email", "a@example.com", broken, FAST, alert_id="x"))
     assert not res.ok and res.attempts == 2 and "KeyError" in res.error
+
+
+async def test_webhook_delivery_retries_a_transient_failure_and_stops_on_a_permanent_one(webhook_server):
+    from stream_app.alerting.notifiers import WebhookNotifier
+
+    hooks = {"webhook": (webhook_server.url,)}
+    d = Dispatcher({"webhook": WebhookNotifier()}, Routing({"warning": hooks, "critical": hooks}),
+                   {"webhook": FAST}, random.Random(1))
+    webhook_server.fail_with = [503]  # one transient failure: retried
+    [res] = await d.deliver(make_alert())
+    assert res.ok and res.attempts == 2 and len(webhook_server.posts) == 1
+    post = webhook_server.posts[0]
+    assert post["alert"]["rule"] == "negative_spike" and post["alert"]["brand"] == "acme-air"
+    assert post["text"].startswith("*CRITICAL* negative_spike on acme-air") and post["text"].endswith("|dashboard>")
+    webhook_server.fail_with = [404]  # a wrong URL: no retry
+    [res] = await d.deliver(make_alert(severity="warning"))
+    assert not res.ok and res.attempts == 1 and "HTTP 404" in res.error and len(webhook_server.posts) == 1
