@@ -152,6 +152,7 @@ class Pipeline:
     alert_rules: Any = None
     alert_engine: Any = None
     health: Any = None  # alerting.health.HealthMonitor when alerting is wired
+    tally: Any = None  # alerting.summary.Tally when the daily summary is on
 
     def update_lag(self) -> int | None:
         """Input-topic lag per assigned partition (highwater minus committed offset); the total, or None."""
@@ -208,9 +209,11 @@ def ticks_topic(settings: Settings) -> str:
 
 def internal_topics(settings: Settings) -> list[str]:
     """Topics the worker writes for itself (created with the others; deploy/kafka/create-topics.sh):
-    the alert ticks, predictions and reports keyed by tweet id, and resolved reports keyed by brand."""
+    the alert ticks, predictions and reports keyed by tweet id, resolved reports keyed by brand, and the
+    daily summary's partial tallies (one key: one partition adds them up)."""
     a = settings.app_id
-    return [ticks_topic(settings), f"{a}-predictions-by-id", f"{a}-feedback-by-id", f"{a}-feedback-resolved"]
+    return [ticks_topic(settings), f"{a}-predictions-by-id", f"{a}-feedback-by-id", f"{a}-feedback-resolved",
+            f"{a}-summary-stats"]
 
 
 def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, dispatcher: Any = None) -> Pipeline:
@@ -343,6 +346,11 @@ def _wire_enrichment(pipe: Pipeline) -> None:
             for kafka_key, d in dead:
                 await dlq_topic.send(key=kafka_key, value=orjson.dumps(d))
                 metrics.DEAD_LETTERED.labels(d["error"]["code"]).inc()
+            if pipe.tally is not None:
+                pipe.tally.batch(now, dead=len(dead), latencies_s=latencies)
+                for ev, _ in enriched:
+                    pipe.tally.tweet(now, ev.get("brand") or "-", ev["sentiment"]["label"] == "negative",
+                                     bool(ev["incident"]))
             if pipe.health is not None:
                 words = unknown = 0
                 for ev, _ in enriched:

@@ -58,6 +58,7 @@ DELIVERY_ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_DATASCIENCE_PHONES": ("", "data-science team phone numbers for critical model alerts"),
     "BADBUZZ_DEVOPS_EMAILS": ("", "DevOps team e-mails (operational alerts); unset = the default recipients"),
     "BADBUZZ_DEVOPS_PHONES": ("", "DevOps team phone numbers for critical operational alerts"),
+    "BADBUZZ_SUMMARY_WEBHOOKS": ("", "Slack-compatible webhook URLs for the daily summary, comma-separated"),
     "BADBUZZ_SMTP_HOST": ("127.0.0.1", "SMTP server"),
     "BADBUZZ_SMTP_PORT": ("1025", "SMTP port"),
     "BADBUZZ_SMTP_USER": ("", "SMTP user (secret)"),

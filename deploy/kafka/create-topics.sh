@@ -20,10 +20,12 @@ WAIT_TRIES="${WAIT_TRIES:-60}"
 # Same defaults as stream_app.config.ENV_DOCS.
 STREAM_TOPICS="${BADBUZZ_TOPIC_TWEETS:-tweets} ${BADBUZZ_TOPIC_ENRICHED:-tweets.enriched} \
 ${BADBUZZ_TOPIC_FEEDBACK:-tweets.feedback} ${BADBUZZ_TOPIC_ALERTS:-alerts} ${BADBUZZ_TOPIC_DLQ:-tweets.dlq} \
-${APP_ID}-alert-ticks ${APP_ID}-predictions-by-id ${APP_ID}-feedback-by-id ${APP_ID}-feedback-resolved"
+${APP_ID}-alert-ticks ${APP_ID}-predictions-by-id ${APP_ID}-feedback-by-id ${APP_ID}-feedback-resolved \
+${APP_ID}-summary-stats"
 # Faust names a table's changelog <app id>-<table>-changelog (tables: stream_app/alerting/agents.py).
 CHANGELOG_TOPICS="${APP_ID}-alert-state-changelog ${APP_ID}-alert-groups-changelog \
-${APP_ID}-alert-digest-changelog ${APP_ID}-alert-deliveries-changelog ${APP_ID}-predictions-changelog"
+${APP_ID}-alert-digest-changelog ${APP_ID}-alert-deliveries-changelog ${APP_ID}-predictions-changelog \
+${APP_ID}-daily-summary-changelog"
 
 tries=0
 until "$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP" --list >/dev/null 2>&1; do

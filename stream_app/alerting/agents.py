@@ -34,14 +34,18 @@ from ..batching import acked_batches
 from ..broker import bootstrap
 from .config import AlertConfig
 from .engine import AlertEngine, Outcome
+from .health import BRAND as HEALTH_BRAND
 from .health import HealthMonitor
-from .notifiers import Dispatcher
+from .notifiers import Dispatcher, defang, one_line
 from .policy import Alert
 from .reports import Retention, parse_report, resolve
+from .summary import Tally, due, expired, merge, render
 from .windows import to_epoch
 
 log = logging.getLogger("badbuzz.alerting")
 TICK_SECONDS = 10.0
+SUMMARY_SECONDS = 60.0
+SUMMARY_KEY, SENT = b"summary", "__sent__"  # one key: every partial lands on one partition
 HEALTH_SECONDS = 15.0  # health rules judge complete minutes; a quarter of one is soon enough
 TICK_ACTIVE_SECONDS = 3600.0  # ticks only for brands with events in the last hour (brand names are unbounded)
 LIVE_HORIZON_MS = 6 * 3_600_000  # newest event time this close to the wall clock: the brand's stream is live
@@ -228,12 +232,66 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 await app.producer.flush()
             results = await dispatcher.deliver(alert, channels=channels, skip=done, uncertain=uncertain)
             count_results(results)
+            if pipe.tally is not None and alert.brand != HEALTH_BRAND and any(r.ok and not r.skipped for r in results):
+                pipe.tally.alert(time.time(), alert.brand)
             done |= {f"{r.channel}:{r.recipient}" for r in results if r.ok}
             deliveries[alert.id] = sorted(done)
 
     pipe.agents.update(alerting=alerting, notify=notify)
     wire_feedback(pipe, internal, resolved)
     wire_health(pipe, config, policy)
+    wire_summary(pipe, config, dispatcher, internal)
+
+
+def wire_summary(pipe: Any, config: AlertConfig, dispatcher: Dispatcher, internal: Any) -> None:
+    """The daily summary (:mod:`.summary`): every worker drains its tally each minute to
+    ``<app>-summary-stats`` under one key, so one partition, hence one worker, adds the partials up in the
+    ``daily-summary`` table (day -> totals, ``__sent__`` -> teams served per day) and sends each team's
+    summary once; a worker that takes the partition over after a crash finds both in the changelog."""
+    cfg = config.summary
+    if not cfg.enabled:
+        return
+    app, s = pipe.app, pipe.settings
+    tally = Tally(cfg)
+    pipe.tally = tally
+    stats = internal(f"{s.app_id}-summary-stats")
+    table = app.Table("daily-summary", default=None, partitions=s.partitions, help="day -> summary totals")
+    pipe.tables["summary"] = table
+
+    @app.timer(SUMMARY_SECONDS)
+    async def drain() -> None:  # also the aggregator's clock: a partial goes out every minute, even empty
+        await stats.send(key=SUMMARY_KEY, value=orjson.dumps({"days": tally.drain(time.time())}))
+
+    @app.agent(stats, name="daily-summary")
+    async def summarize(stream: faust.StreamT) -> None:
+        async for ev in stream.events():
+            try:
+                days = orjson.loads(ev.value)["days"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.warning("daily-summary: skipping a malformed partial")
+                continue
+            for day, part in days.items():
+                table[day] = merge(table.get(day), part)
+            now = time.time()
+            sent = dict(table.get(SENT) or {})
+            todo = due(cfg, now, sent)
+            if todo is not None and table.get(todo[0]) is not None:  # no summary of a day nobody ran through
+                day, teams = todo
+                for team in teams:
+                    report = render(day, team, table.get(day), escape=lambda b: defang(one_line(b)),
+                                    at=f"{cfg.at:%H:%M} {cfg.timezone}")
+                    results = await dispatcher.deliver_report(report, config.summary_recipients(team))
+                    count_results(results)
+                    if all(r.ok for r in results):  # a failed delivery is tried again with the next partial
+                        sent[day] = [*sent.get(day, []), team]
+                        log.info("daily summary %s sent to %s (%d deliveries)", day, team, len(results))
+            for old in expired(cfg, now, [d for d in (*sent, *table.keys()) if d != SENT]):
+                sent.pop(old, None)
+                if table.get(old) is not None:
+                    del table[old]
+            table[SENT] = sent
+
+    pipe.agents["daily-summary"] = summarize
 
 
 def wire_health(pipe: Any, config: AlertConfig, policy: Any) -> None:
@@ -339,6 +397,8 @@ def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
                         if (table.get(old) or {}).get("at_ms") == at_ms:
                             del table[old]
                     continue
+                if pipe.tally is not None:
+                    pipe.tally.batch(time.time(), feedback=1)
                 verdict = resolve(data, table.get(tweet_id), max_age_ms)
                 if verdict.problem:
                     src = data.get("source") or {}

@@ -17,12 +17,14 @@ from typing import Any
 from ._schema import AlertConfigError, Field, check_table, fail, positive
 from .health import HealthRule, parse_health
 from .notifiers import Dispatcher, RetryPolicy, build_notifiers
-from .policy import CHANNELS, AlertPolicy, PolicyConfig, parse_policy
+from .policy import CHANNELS, AlertPolicy, PolicyConfig, expand_recipients, parse_policy
 from .rules import RuleSet, parse_rules, read_toml
+from .summary import SummaryConfig, parse_summary
 
 __all__ = ["AlertConfig", "AlertConfigError", "build_dispatcher", "load_config", "parse_config"]
 
-TOP_LEVEL = ("settings", "rules", "health", "policy", "quiet_hours", "routing", "teams", "delivery", "brands")
+TOP_LEVEL = ("settings", "rules", "health", "summary", "policy", "quiet_hours", "routing", "teams", "delivery",
+             "brands")
 _DELIVERY = {
     "max_attempts": Field(int, 5, positive),
     "base_delay": Field(float, 0.5, positive),
@@ -39,6 +41,12 @@ class AlertConfig:
     policy: PolicyConfig
     retry: dict[str, RetryPolicy] = field(default_factory=dict)
     health: dict[str, HealthRule] = field(default_factory=dict)
+    summary: SummaryConfig = field(default_factory=SummaryConfig)
+
+    def summary_recipients(self, team: str) -> dict[str, list[str]]:
+        """Where ``team``'s daily summary goes: its warning e-mail route and the summary webhooks."""
+        email = self.policy.routing.for_alert(_Addressee(team)).get("email", [])
+        return {ch: rs for ch, rs in (("email", email), ("webhook", list(self.summary.webhooks))) if rs}
 
     def make_policy(self) -> AlertPolicy:
         return AlertPolicy(self.policy)
@@ -60,7 +68,18 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", env: Mapping[
         d = check_table(data, _DELIVERY, source, f"delivery.{ch}")
         retry[ch] = RetryPolicy(d["max_attempts"], d["base_delay"], d["max_delay"], d["deadline_seconds"],
                                 d["attempt_timeout"])
-    return AlertConfig(source, rules, policy, retry, parse_health(doc, source))
+    env_map = os.environ if env is None else env
+    summary = parse_summary(doc, source, lambda values, ch, path: expand_recipients(values, ch, source, path, env_map))
+    return AlertConfig(source, rules, policy, retry, parse_health(doc, source), summary)
+
+
+@dataclass(frozen=True, slots=True)
+class _Addressee:
+    """What routing needs to find a team's recipients for a report that is not an alert."""
+
+    team: str
+    severity: str = "warning"
+    brand: str = "*"
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> AlertConfig:
@@ -74,5 +93,6 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 def build_dispatcher(config: AlertConfig, env: Mapping[str, str] | None = None) -> Dispatcher:
     """Dispatcher with notifiers for every channel the routing uses; raises AlertConfigError if one is
     misconfigured (call it at start-up)."""
-    notifiers = build_notifiers(config.policy.routing.channels_used(), env)
+    used = config.policy.routing.channels_used() | ({"webhook"} if config.summary.webhooks else set())
+    notifiers = build_notifiers(used, env)
     return Dispatcher(notifiers, config.policy.routing, config.retry)

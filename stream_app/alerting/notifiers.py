@@ -33,6 +33,7 @@ from urllib.parse import quote, urlsplit
 from ._schema import AlertConfigError
 from .health import BRAND as HEALTH_BRAND
 from .policy import Alert, Routing, mask_recipient
+from .summary import Report
 from .texts import phrase
 
 log = logging.getLogger("badbuzz.alerting")
@@ -463,6 +464,10 @@ class EmailNotifier:
         subject, text, html_body = render_digest(alerts)
         self._send(self._message(recipient, subject, text, html_body, None), recipient, timeout)
 
+    def send_report(self, recipient: str, report: Report, timeout: float) -> None:
+        self._send(self._message(recipient, one_line(report.subject), report.text, report.html,
+                                 report.id.replace(":", ".")), recipient, timeout)
+
     def _send(self, msg: EmailMessage, recipient: str, timeout: float) -> None:
         s = self.settings
         try:
@@ -596,7 +601,14 @@ class WebhookNotifier:
         url = quote(safe.dashboard_url, safe=":/?#[]@!$&'()*+,;=%")  # no <, > or | to break the link markup
         text = f"*{safe.severity.upper()}* {slack_escape(describe(safe))} <{url}|dashboard>"
         text = f"{slack_escape(one_line(note))} {text}" if note else text
-        payload = json.dumps({"text": text, "alert": alert.to_dict()}).encode()
+        self._post(recipient, {"text": text, "alert": alert.to_dict()}, timeout)
+
+    def send_report(self, recipient: str, report: Report, timeout: float) -> None:
+        text = f"*{slack_escape(report.subject)}*\n```{slack_escape(report.text)}```"
+        self._post(recipient, {"text": text, "summary": report.data}, timeout)
+
+    def _post(self, recipient: str, body: dict[str, Any], timeout: float) -> None:
+        payload = json.dumps(body).encode()
         req = urllib.request.Request(recipient, data=payload, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "badbuzz"})
         try:
@@ -754,6 +766,20 @@ class Dispatcher:
                 "digest",
             ))
         return results
+
+
+    async def deliver_report(self, report: Report, recipients: Mapping[str, Sequence[str]]) -> list[DeliveryResult]:
+        """Send a report (the daily summary) to ``recipients`` (channel -> recipients: e-mail and webhook)."""
+        jobs = []
+        for ch, rcpts in recipients.items():
+            notifier = self.notifiers.get(ch)
+            for r in rcpts:
+                if notifier is None or not hasattr(notifier, "send_report"):
+                    log.warning("report %s: channel %r cannot carry it", report.id, ch)
+                    continue
+                jobs.append(send_with_retry(ch, r, lambda t, n=notifier, r=r: n.send_report(r, report, t),
+                                            self._policy(ch), self.rng, report.id))
+        return list(await asyncio.gather(*jobs))
 
 
 def build_notifiers(channels: Iterable[str], env: Mapping[str, str] | None = None) -> dict[str, Notifier]:
