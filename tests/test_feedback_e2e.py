@@ -91,3 +91,28 @@ def test_three_required_field_reports_page_the_data_science_team(broker, start_w
     assert 'badbuzz_feedback_total{kind="confirmation"} 1.0' in metrics
     assert 'badbuzz_feedback_total{kind="claim_overruled"} 1.0' in metrics
     assert 'badbuzz_events_dead_lettered_total{reason="unknown_tweet"} 1.0' in metrics
+
+
+def test_the_prediction_table_survives_a_kill_9(broker, start_worker, smtp_server):
+    """The table is rebuilt from its changelog: reports on tweets scored before the crash still resolve."""
+    env = smtp_server.env() | {"BADBUZZ_ALERT_EMAILS": COMMS_MAIL, "BADBUZZ_DATASCIENCE_EMAILS": DS_MAIL}
+    first = start_worker("feedback-restart", **env)
+    tweets = [(b"acme", orjson.dumps({"id": f"k{i}", "text": f"@acme parcel number {i} arrived", "brand": "acme"}))
+              for i in range(3)]
+    asyncio.run(produce_messages(broker.url, first.env["BADBUZZ_TOPIC_TWEETS"], tweets))
+    enriched = wait_for(lambda: (e := asyncio.run(read_all(broker.url, first.env["BADBUZZ_TOPIC_ENRICHED"], 2)))
+                        and len(e) >= 3 and e)
+    time.sleep(2)  # the predictions topic and the table's changelog are written just after the output
+    first.kill()
+    second = start_worker("feedback-restart", **env)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    reports = [(None, orjson.dumps({"tweet_id": e["id"], "reporter": f"r{i}", "at": now, "correct_label": next(
+        x for x in LABELS if x != e["sentiment"]["label"])})) for i, e in enumerate(enriched)]
+    asyncio.run(produce_messages(broker.url, second.env["BADBUZZ_TOPIC_FEEDBACK"], reports))
+    found = wait_for(lambda: [a for a in asyncio.run(read_all(broker.url, second.env["BADBUZZ_TOPIC_ALERTS"], 2))
+                              if a["rule"] == "misclassification"], timeout=60)
+    counts = [x for x in second.get("/metrics").decode().splitlines() if x.startswith("badbuzz_feedback_total{")]
+    assert len(found) == 1, counts
+    alert = found[0]
+    assert sorted(s["text"] for s in alert["samples"]) == sorted(e["text"] for e in enriched)
+    assert "unknown_tweet" not in second.get("/metrics").decode()
