@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,21 @@ def check_table(data: Any, spec: Mapping[str, Field], source: str, path: str) ->
                 raise fail(source, where, problem)
         out[name] = value
     return out
+
+
+def subtables(data: Any, allowed: Sequence[str], what: str, source: str, path: str) -> Mapping[str, Any]:
+    """A table of named sub-tables (``[health.<rule>]``, ``[delivery.<channel>]``...): each name allowed."""
+    if not isinstance(data, Mapping):
+        raise fail(source, path, "expected a table")
+    for name in data:
+        if name not in allowed:
+            raise fail(source, _join(path, str(name)), f"unknown {what} (expected one of: {', '.join(allowed)})")
+    return data
+
+
+def one_of(allowed: Sequence[str], what: str) -> Callable[[Any], str | None]:
+    """A field check: the value is one of ``allowed``."""
+    return lambda v: None if v in allowed else f"unknown {what} {v!r} (expected one of: {', '.join(allowed)})"
 
 
 def _join(path: str, name: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._schema import AlertConfigError, Field, check_table, fail, positive
+from ._schema import AlertConfigError, Field, check_table, fail, positive, subtables
 from .health import HealthRule, parse_health
 from .notifiers import Dispatcher, RetryPolicy, build_notifiers
 from .policy import CHANNELS, AlertPolicy, PolicyConfig, expand_recipients, parse_policy
@@ -58,13 +58,8 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", env: Mapping[
         raise fail(source, unknown[0], f"unknown table (expected one of: {', '.join(TOP_LEVEL)})")
     rules = parse_rules(doc, source)
     policy = parse_policy(doc, source, env)
-    d_doc = doc.get("delivery", {})
-    if not isinstance(d_doc, Mapping):
-        raise fail(source, "delivery", "expected a table")
     retry: dict[str, RetryPolicy] = {}
-    for ch, data in d_doc.items():
-        if ch not in CHANNELS:
-            raise fail(source, f"delivery.{ch}", f"unknown channel (expected one of: {', '.join(CHANNELS)})")
+    for ch, data in subtables(doc.get("delivery", {}), CHANNELS, "channel", source, "delivery").items():
         d = check_table(data, _DELIVERY, source, f"delivery.{ch}")
         retry[ch] = RetryPolicy(d["max_attempts"], d["base_delay"], d["max_delay"], d["deadline_seconds"],
                                 d["attempt_timeout"])

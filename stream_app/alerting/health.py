@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._schema import Field, check_table, fail, non_negative, positive
+from ._schema import Field, check_table, fail, non_negative, one_of, positive, subtables
 from .rules import SEVERITIES, TEAMS, Candidate, lifecycle
 from .windows import iso
 
@@ -57,21 +57,15 @@ class HealthRule:
 
 
 _TIER = {"threshold": Field(float, check=non_negative), "minutes": Field(int, check=positive)}
-_RULE = {"enabled": Field(bool, True), "team": Field(str, "devops", lambda v: None if v in TEAMS else
-                                                     f"unknown team {v!r} (expected one of: {', '.join(TEAMS)})"),
+_RULE = {"enabled": Field(bool, True), "team": Field(str, "devops", one_of(TEAMS, "team")),
          "min_volume": Field(int, 0, non_negative), "renotify_minutes": Field(float, 60.0, non_negative),
          "resolve_minutes": Field(float, 10.0, positive), "warning": Field(dict, None), "critical": Field(dict, None)}
 
 
 def parse_health(doc: Mapping[str, Any], source: str) -> dict[str, HealthRule]:
     """The ``[health.*]`` tables: a rule absent from the file is off."""
-    h = doc.get("health", {})
-    if not isinstance(h, Mapping):
-        raise fail(source, "health", "expected a table")
     out: dict[str, HealthRule] = {}
-    for name, table in h.items():
-        if name not in KINDS:
-            raise fail(source, f"health.{name}", f"unknown health rule (expected one of: {', '.join(KINDS)})")
+    for name, table in subtables(doc.get("health", {}), KINDS, "health rule", source, "health").items():
         d = check_table(table, _RULE, source, f"health.{name}")
         tiers = {sev: HealthTier(**check_table(d[sev], _TIER, source, f"health.{name}.{sev}"))
                  for sev in SEVERITIES if d[sev] is not None}

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._schema import Field, check_table, fail, non_negative, str_list
+from ._schema import Field, check_table, fail, non_negative, str_list, subtables
 from .rules import SEVERITIES, TEAMS, AlertKeys, Candidate, severity_rank
 
 CHANNELS = ("email", "sms", "webhook", "console")
@@ -250,12 +250,7 @@ def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | N
     env = os.environ if env is None else env
     p = check_table(doc.get("policy", {}), _POLICY, source, "policy")
     quiet: dict[str, QuietHours] = {}
-    q_doc = doc.get("quiet_hours", {})
-    if not isinstance(q_doc, Mapping):
-        raise fail(source, "quiet_hours", "expected a table")
-    for ch, data in q_doc.items():
-        if ch not in CHANNELS:
-            raise fail(source, f"quiet_hours.{ch}", f"unknown channel (expected one of: {', '.join(CHANNELS)})")
+    for ch, data in subtables(doc.get("quiet_hours", {}), CHANNELS, "channel", source, "quiet_hours").items():
         q = check_table(data, _QUIET, source, f"quiet_hours.{ch}")
         try:
             ZoneInfo(q["timezone"])
@@ -267,20 +262,10 @@ def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | N
         if q["enabled"]:
             quiet[ch] = QuietHours(ch, time.fromisoformat(q["start"]), time.fromisoformat(q["end"]), q["timezone"],
                                    tuple(q["severities"]))
-    r_doc = doc.get("routing", {})
-    if not isinstance(r_doc, Mapping):
-        raise fail(source, "routing", "expected a table")
-    allowed = (*SEVERITIES, "fallback", "digest")
-    unknown = sorted(set(r_doc) - set(allowed))
-    if unknown:
-        raise fail(source, f"routing.{unknown[0]}", f"unknown route (expected one of: {', '.join(allowed)})")
+    r_doc = subtables(doc.get("routing", {}), (*SEVERITIES, "fallback", "digest"), "route", source, "routing")
 
     def severity_routes(doc: Any, path: str) -> Routes:
-        if not isinstance(doc, Mapping):
-            raise fail(source, path, "expected a table")
-        unknown = sorted(set(doc) - set(SEVERITIES))
-        if unknown:
-            raise fail(source, f"{path}.{unknown[0]}", f"unknown severity (expected one of: {', '.join(SEVERITIES)})")
+        doc = subtables(doc, SEVERITIES, "severity", source, path)
         out: Routes = {}
         for sev in SEVERITIES:
             r = check_table(doc.get(sev, {}), _ROUTE, source, f"{path}.{sev}")
@@ -288,12 +273,8 @@ def parse_policy(doc: Mapping[str, Any], source: str, env: Mapping[str, str] | N
         return out
 
     def team_routes(doc: Any, path: str) -> dict[str, Routes]:
-        if not isinstance(doc, Mapping):
-            raise fail(source, path, "expected a table")
-        unknown = sorted(set(doc) - set(TEAMS))
-        if unknown:
-            raise fail(source, f"{path}.{unknown[0]}", f"unknown team (expected one of: {', '.join(TEAMS)})")
-        return {team: severity_routes(doc[team], f"{path}.{team}") for team in doc}
+        return {team: severity_routes(t, f"{path}.{team}")
+                for team, t in subtables(doc, TEAMS, "team", source, path).items()}
 
     routes = severity_routes({sev: r_doc.get(sev, {}) for sev in SEVERITIES}, "routing")
     teams = team_routes(doc.get("teams", {}), "teams")

@@ -20,7 +20,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._schema import AlertConfigError, Field, check_table, fail, non_negative, positive, str_list, unit_interval
+from ._schema import (
+    AlertConfigError,
+    Field,
+    check_table,
+    fail,
+    non_negative,
+    one_of,
+    positive,
+    str_list,
+    unit_interval,
+)
 from .detect import SpikeParams, Tier
 from .windows import Buckets
 
@@ -196,13 +206,9 @@ def _int_list(value: list) -> str | None:
     return None
 
 
-def _team(value: str) -> str | None:
-    return None if value in TEAMS else f"unknown team {value!r} (expected one of: {', '.join(TEAMS)})"
-
-
 _LIFECYCLE = {
     "enabled": Field(bool, True),
-    "team": Field(str, None, _team),
+    "team": Field(str, None, one_of(TEAMS, "team")),
     "renotify_minutes": Field(float, 240.0, non_negative),
     "resolve_minutes": Field(float, 60.0, positive),
 }
@@ -226,7 +232,7 @@ _COUNT = {**_LIFECYCLE, "window_minutes": Field(float, 5.0, positive), "distinct
 _COUNT_TIER = {"count": Field(int, check=positive)}
 _CLAIM = {
     "enabled": Field(bool, True),
-    "team": Field(str, None, _team),
+    "team": Field(str, None, one_of(TEAMS, "team")),
     "urgency": Field(str, "critical", lambda v: None if v in URGENCIES else f"unknown urgency {v!r}"),
     "group_interval_minutes": Field(float, 30.0, non_negative),
     "max_listed": Field(int, 5, positive),

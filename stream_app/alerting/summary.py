@@ -19,7 +19,7 @@ from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._schema import Field, check_table, fail, str_list
+from ._schema import Field, check_table, fail, one_of, str_list
 from .health import LATENCY_EDGES_MS, p95
 from .rules import TEAMS
 
@@ -62,9 +62,9 @@ def parse_summary(doc: Mapping[str, Any], source: str, expand: Any) -> SummaryCo
         ZoneInfo(d["timezone"])
     except (ZoneInfoNotFoundError, ValueError):
         raise fail(source, "summary.timezone", f"unknown time zone {d['timezone']!r}") from None
-    bad = [t for t in d["teams"] if t not in TEAMS]
+    bad = [problem for t in d["teams"] if (problem := one_of(TEAMS, "team")(t))]
     if bad:
-        raise fail(source, "summary.teams", f"unknown team {bad[0]!r} (expected one of: {', '.join(TEAMS)})")
+        raise fail(source, "summary.teams", bad[0])
     return SummaryConfig(d["enabled"], at, d["timezone"], tuple(d["teams"]),
                          expand(d["webhook"], "webhook", "summary.webhook"))
 
