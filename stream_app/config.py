@@ -27,10 +27,14 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_RULES_DIR": ("", "rule tables folder; unset = the shipped tables"),
     "BADBUZZ_ALERT_RULES": ("", "alert rules TOML; unset = the shipped file"),
     "BADBUZZ_WEB_HOST": ("127.0.0.1", "worker web server bind address, bound exactly (metrics, health, dashboard, "
-                                      "feedback); Host/Origin must name it, localhost or BADBUZZ_DASHBOARD_URL"),
+                                      "feedback, predict); Host/Origin must name it, localhost or "
+                                      "BADBUZZ_DASHBOARD_URL"),
     "BADBUZZ_WEB_PORT": ("6066", "worker web server port"),
-    "BADBUZZ_API_TOKEN": ("", "bearer token (Authorization header only) required by /feedback and /api/state "
-                              "when the bind address is not loopback"),
+    "BADBUZZ_API_TOKEN": ("", "bearer token (Authorization header only) required by /feedback, /api/state, "
+                              "/predict and /model/info when the bind address is not loopback"),
+    "BADBUZZ_PREDICT_RATE_LIMIT": ("100/minute", "POST /predict requests allowed per client address, in the "
+                                                 "`limits` notation (e.g. 100/minute, 10/second; several: "
+                                                 "20/10 seconds;100/minute); moving window, per worker"),
     "BADBUZZ_STATE_DIR": (".badbuzz", "Faust data directory (table state)"),
     "BADBUZZ_BATCH_SIZE": ("256", "largest scoring micro-batch (under load batches fill up to it)"),
     "BADBUZZ_BATCH_WAIT": ("0.005", "seconds to wait for a micro-batch to fill (a full batch goes at once)"),
@@ -93,6 +97,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: str | None = None
+    predict_rate_limit: str = "100/minute"
     state_dir: Path = Path(".badbuzz")
     batch_size: int = 256
     batch_wait: float = 0.005
@@ -118,6 +123,16 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{name}={value!r} is not an integer") from None
 
+        def rate_limit(name: str) -> str:
+            from .web.ratelimit import parse_rate
+
+            value = env(name)
+            try:
+                parse_rate(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+            return value
+
         return cls(
             broker=env("BADBUZZ_BROKER") or None,
             app_id=env("BADBUZZ_APP_ID"),
@@ -135,6 +150,7 @@ class Settings:
             web_host=env("BADBUZZ_WEB_HOST"),
             web_port=integer("BADBUZZ_WEB_PORT"),
             api_token=env("BADBUZZ_API_TOKEN") or None,
+            predict_rate_limit=rate_limit("BADBUZZ_PREDICT_RATE_LIMIT"),
             state_dir=Path(env("BADBUZZ_STATE_DIR")),
             batch_size=integer("BADBUZZ_BATCH_SIZE"),
             batch_wait=float(env("BADBUZZ_BATCH_WAIT")),

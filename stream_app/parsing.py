@@ -159,6 +159,15 @@ def parse_tweet(raw: bytes | str, *, max_text: int = 4000, fallback_ms: int | No
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidTweet("invalid_json", f"message is not valid JSON: {exc}") from None
+    return validate_tweet(obj, max_text=max_text, fallback_ms=fallback_ms, now_ms=now_ms)
+
+
+def validate_tweet(obj: Any, *, max_text: int = 4000, fallback_ms: int | None = None,
+                   now_ms: int | None = None) -> dict[str, Any]:
+    """Validate one decoded message (a flat tweet or a v2 envelope); what ``parse_tweet`` does after JSON.
+
+    Callers that already hold the decoded object (``POST /predict``) skip a dump and a reparse.
+    """
     if not isinstance(obj, dict):
         raise InvalidTweet("not_object", f"message must be a JSON object, got {type(obj).__name__}")
     if isinstance(obj.get("data"), dict):
