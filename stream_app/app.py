@@ -29,6 +29,7 @@ from .cardinality import BrandCap
 from .config import Settings
 from .consumer_fixes import cap_fetch_wait, dedup_commit_offsets, never_commit_skipped, redeliver_discarded
 from .enrich import Enricher, now_iso
+from .logs import about_message
 from .parsing import InvalidTweet, parse_tweet
 from .web.views import wire_web
 
@@ -273,7 +274,8 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                     dead.append(dead_letter_of(msg, exc.code, exc.message))
                 except Exception as exc:  # noqa: BLE001 - a parser bug must cost one record, not the agent
                     # "invalid_field": the closest code the dead-letter schema's enum has for it.
-                    log.exception("unexpected error parsing %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                    log.exception("unexpected error parsing %s[%s]@%s", msg.topic, msg.partition, msg.offset,
+                                  extra=about_message(msg))
                     dead.append(dead_letter_of(msg, "invalid_field", f"parser error: {type(exc).__name__}: {exc}"))
             scoring = timed(pipe.enricher.enrich, [g[0] for g in good]) if good else None
             return good, dead, scoring
@@ -299,6 +301,8 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                             one = await loop.run_in_executor(pipe.executor, pipe.enricher.enrich, [tweet])
                             enriched.append((one[0], msg))
                         except Exception as exc:  # noqa: BLE001 - any scoring failure is dead-lettered
+                            log.warning("tweet %s could not be scored: %s: %s", tweet["id"], type(exc).__name__, exc,
+                                        extra=about_message(msg, tweet_id=tweet["id"]))
                             dead.append(dead_letter_of(msg, "scoring_failed", f"{type(exc).__name__}: {exc}"[:500]))
                 metrics.BATCH_SIZE.observe(len(good))
             now = time.time()
@@ -320,6 +324,11 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                     metrics.E2E_SECONDS.observe(max(0.0, now - msg.timestamp))
             metrics.ENRICHED.inc(len(enriched))
             for kafka_key, d in dead:
+                src = d["source"]
+                log.info("dead-lettered %s[%s]@%s: %s: %s", src["topic"], src["partition"], src["offset"],
+                         d["error"]["code"], d["error"]["message"][:200],
+                         extra={"topic": src["topic"], "partition": src["partition"], "offset": src["offset"],
+                                "code": d["error"]["code"]})
                 await dlq_topic.send(key=kafka_key, value=orjson.dumps(d))
                 metrics.DEAD_LETTERED.labels(d["error"]["code"]).inc()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -98,7 +97,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if not settings.broker:
             print(f"BADBUZZ_BROKER={url}  (embedded)", flush=True)
         return run_worker(Settings(**{**settings.__dict__, "broker": url}), enricher, alerting,
-                          loglevel=args.loglevel)
+                          loglevel=args.loglevel or settings.log_level)
 
 
 def quiet_worker_class() -> type:
@@ -122,6 +121,7 @@ def run_worker(settings: Settings, enricher: Any, alerting: tuple[Any, Any] | No
                loglevel: str = "info") -> int:
     from .app import build_app, ticks_topic
     from .broker import ensure_topics
+    from .logs import logging_config
 
     topics = settings.topics.all() + [ticks_topic(settings)]
     asyncio.run(ensure_topics(settings.broker, topics, settings.partitions))
@@ -129,7 +129,9 @@ def run_worker(settings: Settings, enricher: Any, alerting: tuple[Any, Any] | No
     pipe = build_app(settings, enricher, *(alerting or (None, None)))
     print(f"badbuzz worker: web on http://{settings.web_host}:{settings.web_port}/ "
           f"(metrics /metrics, health /health)", flush=True)
-    worker = quiet_worker_class()(pipe.app, loglevel=loglevel, quiet=True, override_logging=True)
+    # Faust (mode) reconfigures logging when the worker starts: it gets the same config as every command.
+    worker = quiet_worker_class()(pipe.app, loglevel=loglevel, quiet=True, override_logging=True,
+                                  logging_config=logging_config(loglevel, settings.log_format))
     worker.execute_from_commandline()
     return 0
 
@@ -284,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_broker)
 
     s = sub.add_parser("worker", help="run the Faust worker (embedded broker when BADBUZZ_BROKER is unset)")
-    s.add_argument("--loglevel", default=os.environ.get("BADBUZZ_LOG_LEVEL", "info"))
+    s.add_argument("--loglevel", help="log level (default: BADBUZZ_LOG_LEVEL)")
     s.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("produce", help="push tweets from a CSV/JSONL file to the input topic")
@@ -372,7 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import env, log_format
+    from .logs import configure_logging
+
     args = build_parser().parse_args(argv)
+    try:
+        configure_logging(getattr(args, "loglevel", None) or env("BADBUZZ_LOG_LEVEL"), log_format())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return args.func(args) or 0
 
 

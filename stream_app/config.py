@@ -48,6 +48,9 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
                                   "those the rule tables name; the rest are grouped as 'other'"),
     "BADBUZZ_DASHBOARD_URL": ("", "public dashboard URL put in alerts; unset = the worker's own"),
     "BADBUZZ_LOG_LEVEL": ("info", "log level"),
+    "BADBUZZ_LOG_FORMAT": ("text", "text = one readable line per log record; json = one JSON object per line "
+                                   "(time, level, logger, message, and tweet_id/topic/partition/offset when "
+                                   "the record concerns one), both on stderr"),
 }
 
 # Read where they are used (alerting/notifiers.py, alerting/policy.py via the alert rules, datasets.py);
@@ -71,6 +74,14 @@ DELIVERY_ENV_DOCS: dict[str, tuple[str, str]] = {
 
 def env(name: str) -> str:
     return os.environ.get(name, "") or ENV_DOCS[name][0]
+
+
+def log_format() -> str:
+    """BADBUZZ_LOG_FORMAT, checked (read on its own: every command sets up logging, not all need Settings)."""
+    value = env("BADBUZZ_LOG_FORMAT").strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"BADBUZZ_LOG_FORMAT={value!r} is not text or json")
+    return value
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,7 @@ class Settings:
     max_brands: int = 200
     dashboard_url: str = ""
     log_level: str = "info"
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -162,6 +174,7 @@ class Settings:
             max_brands=integer("BADBUZZ_MAX_BRANDS"),
             dashboard_url=env("BADBUZZ_DASHBOARD_URL"),
             log_level=env("BADBUZZ_LOG_LEVEL"),
+            log_format=log_format(),
         )
 
     @property
