@@ -29,6 +29,7 @@ from .cardinality import BrandCap
 from .config import Settings
 from .consumer_fixes import cap_fetch_wait, dedup_commit_offsets, never_commit_skipped, redeliver_discarded
 from .enrich import Enricher, now_iso
+from .kpi import incident_of
 from .logs import about_message
 from .parsing import InvalidTweet, parse_tweet
 from .web.views import wire_web
@@ -192,7 +193,7 @@ def _negative_row(ev: dict[str, Any]) -> dict[str, Any]:
     author = ev.get("author") or {}
     return {"id": ev["id"], "brand": ev.get("brand"), "text": ev["text"], "created_at": ev["created_at"],
             "label": ev["sentiment"]["label"], "p_negative": ev["sentiment"]["probs"]["negative"],
-            "urgency": ev["urgency"], "incident": ev["incident"], "author": author.get("handle"),
+            "urgency": ev["urgency"], "incident": incident_of(ev), "author": author.get("handle"),
             "followers": author.get("followers")}
 
 
@@ -318,8 +319,8 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 await out_topic.send(key=(brand or "").encode(), value=orjson.dumps(ev))
                 label = pipe.brand_cap.label(brand)
                 metrics.SENTIMENT.labels(label, ev["sentiment"]["label"]).inc()
-                if ev["incident"]:
-                    metrics.INCIDENTS.labels(label, ev["incident"]).inc()
+                if incident := incident_of(ev):
+                    metrics.INCIDENTS.labels(label, incident).inc()
                 if msg.timestamp:
                     metrics.E2E_SECONDS.observe(max(0.0, now - msg.timestamp))
             metrics.ENRICHED.inc(len(enriched))

@@ -14,6 +14,7 @@ from .broker import broker_for, ensure_topics
 from .config import Settings
 from .events import tweet_key
 from .kafkaio import consume_topic, produce_messages
+from .kpi import incident_of
 from .simulator import Scenario
 from .workerproc import WorkerProcess
 
@@ -27,7 +28,7 @@ def line(event: dict) -> str:
     reset = RESET if color else ""
     flags = " ".join(x for x in (
         "CLAIM" if event["is_claim"] else "", event["urgency"].upper() if event["urgency"] != "low" else "",
-        event["incident"] or "") if x)  # fmt: skip
+        incident_of(event) or "") if x)  # fmt: skip
     text = event["text"].replace("\n", " ")[:90]
     return f"{color}[{event['brand'] or '-':>10}] {s['label'][:3].upper()} {s['score']:.2f} {flags:<22}{reset} {text}"
 

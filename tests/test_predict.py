@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
+import jsonschema
 import orjson
 import pytest
 
 from stream_app.broker import EmbeddedBroker
+from stream_app.kafkaio import consume_topic, produce_messages
+from stream_app.parsing import HARD_MAX_TEXT
 from stream_app.web.predict import MAX_ITEMS, MAX_PREDICT_BODY, PredictError, parse_predict_request
 from stream_app.web.ratelimit import RateLimit, parse_rate
 from stream_app.workerproc import WorkerProcess
 
-from .conftest import worker_process
+from .conftest import ROOT, worker_process
 
 JSON = {"Content-Type": "application/json"}
 
@@ -156,3 +160,25 @@ def test_token_off_loopback_and_rate_limit(start_worker):
     metrics = urllib.request.urlopen(f"{w.url}/metrics", timeout=5).read().decode()
     assert 'badbuzz_predict_requests_total{outcome="rate_limited"} 1.0' in metrics
     assert 'badbuzz_predict_requests_total{outcome="denied"} 2.0' in metrics
+
+
+@pytest.mark.integration
+def test_long_posts_are_truncated_by_the_api_and_the_agent(broker, worker):
+    long_text = "my flight was cancelled and nobody answers " * 200  # 8,600 characters > BADBUZZ_MAX_TEXT
+    status, _, body = call(f"{worker.url}/predict", {"text": long_text, "brand": "united"})
+    (p,) = body["predictions"]
+    assert status == 200 and p["truncated"] is True and len(p["text"]) == 4000 and p["incident"] == "cancellation"
+    env = worker.env
+    asyncio.run(produce_messages(broker.url, env["BADBUZZ_TOPIC_TWEETS"], [
+        (b"long-1", orjson.dumps({"id": "long-1", "text": long_text, "brand": "united"})),
+        (b"huge-1", orjson.dumps({"id": "huge-1", "text": "x" * (HARD_MAX_TEXT + 1)}))]))
+
+    async def first(topic: str) -> dict:
+        return [orjson.loads(r.value) async for r in consume_topic(broker.url, topic, limit=1, timeout=30)][0]
+
+    event = asyncio.run(first(env["BADBUZZ_TOPIC_ENRICHED"]))
+    assert event["id"] == "long-1" and event["truncated"] is True and len(event["text"]) == 4000
+    jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "enriched.schema.json").read_text())).validate(
+        event)
+    letter = asyncio.run(first(env["BADBUZZ_TOPIC_DLQ"]))
+    assert letter["error"]["code"] == "text_too_long" and letter["source"]["key"] == "huge-1"
