@@ -265,6 +265,10 @@ def cmd_alerts_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.http:
+        from .bench_http import main as http_main
+
+        return http_main(args)
     from .bench import main as bench_main
 
     return bench_main(args)
@@ -369,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="shorter runs")
     s.add_argument("--repeat", type=int, default=3)
     s.add_argument("--out", type=Path, default=Path("bench-results"))
+    s.add_argument("--http", action="store_true",
+                   help="instead: POST /predict latency on a worker under a fixed arrival rate (locust), "
+                        "written to OUT/bench-predict.json")
+    s.add_argument("--rate", type=float, default=100.0, help="--http: requests per second (default 100)")
+    s.add_argument("--duration", type=float, default=60.0, help="--http: seconds of load (default 60)")
     s.set_defaults(func=cmd_bench)
     return p
 
