@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 import time
@@ -215,7 +216,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(_worker_settings(), duration=args.duration, rate=args.rate, seed=args.seed)
+    return run_demo(_worker_settings(), duration=args.duration, rate=args.rate, seed=args.seed, keep=args.keep,
+                    final_wait=args.final_wait)
 
 
 # -- model / rules / feedback ---------------------------------------------------------------------
@@ -329,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=120.0, help="seconds of live traffic")
     s.add_argument("--rate", type=float, default=5.0, help="chatter tweets per second (the storm adds 6x that)")
     s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--final-wait", type=float, default=100.0,
+                   help="seconds to wait after the traffic for the last alert buckets to become final")
+    s.add_argument("--keep", action="store_true",
+                   help="leave the worker, its dashboard and the broker running after the traffic until Ctrl-C")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("model", help="sentiment model tools")
@@ -384,11 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .config import env, log_format
-    from .logs import configure_logging
+    from .logs import configure_logging, level_number
 
     args = build_parser().parse_args(argv)
     try:
-        configure_logging(getattr(args, "loglevel", None) or env("BADBUZZ_LOG_LEVEL"), log_format())
+        level = level_number(getattr(args, "loglevel", None) or env("BADBUZZ_LOG_LEVEL"))
+        if args.command != "worker":  # a command's output is its result: its log shows warnings and errors only
+            level = max(logging.WARNING, level)
+        configure_logging(level, log_format())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return args.func(args) or 0

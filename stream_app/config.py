@@ -47,7 +47,7 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_MAX_BRANDS": ("200", "distinct brands kept apart in metrics, dashboard and alerting ticks besides "
                                   "those the rule tables name; the rest are grouped as 'other'"),
     "BADBUZZ_DASHBOARD_URL": ("", "public dashboard URL put in alerts; unset = the worker's own"),
-    "BADBUZZ_LOG_LEVEL": ("info", "log level"),
+    "BADBUZZ_LOG_LEVEL": ("info", "the worker's log level (the other commands log warnings and errors only)"),
     "BADBUZZ_LOG_FORMAT": ("text", "text = one readable line per log record; json = one JSON object per line "
                                    "(time, level, logger, message, and tweet_id/topic/partition/offset when "
                                    "the record concerns one), both on stderr"),

@@ -17,6 +17,14 @@ TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s
 # text format ignores them): tweet_id, topic, partition, offset, alert_id, code.
 
 
+def level_number(level: str | int) -> int:
+    """``"info"``/``"WARNING"``/``20`` as a logging level number; ValueError for anything else."""
+    number = level if isinstance(level, int) else logging.getLevelName(str(level).strip().upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return number
+
+
 def logging_config(level: str | int = "info", fmt: str = "text") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for ``fmt`` ('text' or 'json'): one stderr handler on the root logger.
 
@@ -25,7 +33,7 @@ def logging_config(level: str | int = "info", fmt: str = "text") -> dict[str, An
     """
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r} is not one of {', '.join(FORMATS)}")
-    level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    level = level_number(level)
     if fmt == "json":
         formatter: dict[str, Any] = {
             "()": "pythonjsonlogger.json.JsonFormatter",
