@@ -182,3 +182,34 @@ def test_long_posts_are_truncated_by_the_api_and_the_agent(broker, worker):
         event)
     letter = asyncio.run(first(env["BADBUZZ_TOPIC_DLQ"]))
     assert letter["error"]["code"] == "text_too_long" and letter["source"]["key"] == "huge-1"
+
+
+def test_coalescer_scores_concurrent_requests_together_and_keeps_failures_apart(enricher):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stream_app.web.predict import Coalescer
+
+    calls: list[int] = []
+
+    def enrich(tweets: list[dict]) -> list[dict]:
+        calls.append(len(tweets))
+        return enricher.enrich(tweets)
+
+    requests = [[{"id": f"c{i}-{j}", "text": f"my flight {i} was late again ({j})", "lang": "en"}
+                 for j in range(i % 3 + 1)] for i in range(12)]
+    broken = [{"id": "broken"}]  # no text: the real enricher raises on it
+
+    async def main() -> list:
+        coalescer = Coalescer(enrich, executor)
+        return await asyncio.gather(*(coalescer.enrich(r) for r in [*requests[:6], broken, *requests[6:]]),
+                                    return_exceptions=True)
+
+    with ThreadPoolExecutor(1) as executor:
+        out = asyncio.run(main())
+    assert isinstance(out[6], KeyError)
+    answers = out[:6] + out[7:]
+    assert [[e["id"] for e in a] for a in answers] == [[t["id"] for t in r] for r in requests]
+    # all 13 requests were queued before the first turn: one model call for them, which fails on the broken
+    # one, then each request scored alone so that only the broken one fails
+    order = [*requests[:6], broken, *requests[6:]]
+    assert calls == [sum(map(len, order))] + [len(r) for r in order]

@@ -9,7 +9,6 @@ require ``Authorization: Bearer $BADBUZZ_API_TOKEN``. Every endpoint but the pro
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -30,7 +29,7 @@ from prometheus_client import generate_latest
 
 from .. import metrics
 from ..scoring.text import retweeted_text
-from .predict import MAX_PREDICT_BODY, PredictError, model_info, parse_predict_request, prediction
+from .predict import MAX_PREDICT_BODY, Coalescer, PredictError, model_info, parse_predict_request, prediction
 from .ratelimit import RateLimit
 from .state import brand_state
 
@@ -280,8 +279,7 @@ def wire_web(pipe: Any) -> None:
                 return "invalid", self.json(exc.body(), status=400)
             try:
                 # The agent's own executor and enricher: same cache, and the event loop never waits on ONNX.
-                events = await asyncio.get_running_loop().run_in_executor(pipe.executor, pipe.enricher.enrich,
-                                                                          tweets)
+                events = await coalescer.enrich(tweets)
             except Exception as exc:  # noqa: BLE001 - reported as a JSON 500, logged with its traceback
                 log.exception("POST /predict: scoring failed")
                 return "error", self.json({"error": f"scoring failed: {type(exc).__name__}"}, status=500)
@@ -292,6 +290,7 @@ def wire_web(pipe: Any) -> None:
                                     content_type="application/json")
 
     info = model_info(pipe.enricher)
+    coalescer = Coalescer(pipe.enricher.enrich, pipe.executor)
 
     @app.page("/model/info")
     async def model_info_page(web: Any, request: Any) -> Any:
