@@ -31,6 +31,8 @@ from .cardinality import BrandCap
 from .config import Settings
 from .consumer_fixes import dedup_commit_offsets, fix_kafka_consumer, never_commit_skipped, redeliver_discarded
 from .enrich import Enricher, now_iso
+from .kpi import incident_of
+from .logs import about_message
 from .parsing import InvalidTweet, parse_tweet
 from .web.views import wire_web
 
@@ -199,7 +201,7 @@ def _negative_row(ev: dict[str, Any]) -> dict[str, Any]:
     author = ev.get("author") or {}
     return {"id": ev["id"], "brand": ev.get("brand"), "text": ev["text"], "created_at": ev["created_at"],
             "label": ev["sentiment"]["label"], "p_negative": ev["sentiment"]["probs"]["negative"],
-            "urgency": ev["urgency"], "incident": ev["incident"], "author": author.get("handle"),
+            "urgency": ev["urgency"], "incident": incident_of(ev), "author": author.get("handle"),
             "followers": author.get("followers")}
 
 
@@ -290,7 +292,8 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                     dead.append(dead_letter_of(msg, exc.code, exc.message))
                 except Exception as exc:  # noqa: BLE001 - a parser bug must cost one record, not the agent
                     # "invalid_field": the closest code the dead-letter schema's enum has for it.
-                    log.exception("unexpected error parsing %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                    log.exception("unexpected error parsing %s[%s]@%s", msg.topic, msg.partition, msg.offset,
+                                  extra=about_message(msg))
                     dead.append(dead_letter_of(msg, "invalid_field", f"parser error: {type(exc).__name__}: {exc}"))
             scoring = timed(pipe.enricher.enrich, [g[0] for g in good]) if good else None
             return good, dead, scoring
@@ -317,6 +320,8 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                             one = await loop.run_in_executor(pipe.executor, pipe.enricher.enrich, [tweet])
                             enriched.append((one[0], msg))
                         except Exception as exc:  # noqa: BLE001 - any scoring failure is dead-lettered
+                            log.warning("tweet %s could not be scored: %s: %s", tweet["id"], type(exc).__name__, exc,
+                                        extra=about_message(msg, tweet_id=tweet["id"]))
                             dead.append(dead_letter_of(msg, "scoring_failed", f"{type(exc).__name__}: {exc}"[:500]))
                 metrics.BATCH_SIZE.observe(len(good))
             now = time.time()
@@ -337,20 +342,25 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                         prediction_entry(ev, int(now * 1000), msg.partition)))
                 label = pipe.brand_cap.label(brand)
                 metrics.SENTIMENT.labels(label, ev["sentiment"]["label"]).inc()
-                if ev["incident"]:
-                    metrics.INCIDENTS.labels(label, ev["incident"]).inc()
+                if incident := incident_of(ev):
+                    metrics.INCIDENTS.labels(label, incident).inc()
                 if msg.timestamp:
                     latencies.append(max(0.0, now - msg.timestamp))
                     metrics.E2E_SECONDS.observe(latencies[-1])
             metrics.ENRICHED.inc(len(enriched))
             for kafka_key, d in dead:
+                src = d["source"]
+                log.info("dead-lettered %s[%s]@%s: %s: %s", src["topic"], src["partition"], src["offset"],
+                         d["error"]["code"], d["error"]["message"][:200],
+                         extra={"topic": src["topic"], "partition": src["partition"], "offset": src["offset"],
+                                "code": d["error"]["code"]})
                 await dlq_topic.send(key=kafka_key, value=orjson.dumps(d))
                 metrics.DEAD_LETTERED.labels(d["error"]["code"]).inc()
             if pipe.tally is not None:
                 pipe.tally.batch(now, dead=len(dead), latencies_s=latencies)
                 for ev, _ in enriched:
                     pipe.tally.tweet(now, ev.get("brand") or "-", ev["sentiment"]["label"] == "negative",
-                                     bool(ev["incident"]))
+                                     incident_of(ev) is not None)
             if pipe.health is not None:
                 words = unknown = 0
                 for ev, _ in enriched:

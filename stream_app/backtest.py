@@ -28,6 +28,7 @@ import orjson
 
 from .alerting.engine import AlertEngine
 from .alerting.rules import Candidate, RuleSet
+from .kpi import NO_INCIDENT
 from .parsing import InvalidTweet, parse_tweet
 from .sources import brand_slug, read_rows, stable_id
 
@@ -257,7 +258,7 @@ def _enriched(loaded: Loaded, enricher: Any | None, from_labels: bool) -> list[d
             label = loaded.labels.get(e["id"], "neutral")
             e["sentiment"] = {"label": label, "score": 1.0, "probs": {label: 1.0}}
             if enricher is None:
-                e.setdefault("incident", None)
+                e.setdefault("incident", NO_INCIDENT)
     return out
 
 

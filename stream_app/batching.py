@@ -34,6 +34,7 @@ import faust
 
 from . import metrics
 from .consumer_fixes import lowest_done, record_done
+from .logs import about_partition
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ async def heal_stalled(app: Any, idle: float = 5.0) -> int:
                 positions[tp] = position
         for tp, want in guard.stalled(positions, idle, now).items():
             log.warning("%s: fetched up to %d but delivered only up to %d; reading from %d again",
-                        tp, positions[tp], want, want)
+                        tp, positions[tp], want, want, extra=about_partition(tp, offset=want))
             guard.last_seen[tp] = now  # one seek per idle period
             try:
                 await consumer.seek(tp, want)
@@ -164,7 +165,7 @@ async def heal_stalled(app: Any, idle: float = 5.0) -> int:
     state = {tp: (consumer._committed_offset.get(tp), lowest_done(consumer, tp)) for tp in list(consumer._acked)}
     for tp, committed in _WATCH.holes(state, 2 * idle, now).items():
         log.warning("%s: offsets from %d stay unacknowledged while %d is done; reading from %d again",
-                    tp, committed, state[tp][1], committed)
+                    tp, committed, state[tp][1], committed, extra=about_partition(tp, offset=committed))
         try:
             await consumer.seek(tp, committed)
             healed += 1
@@ -279,7 +280,7 @@ class _Acker:
             committed = consumer._committed_offset.get  # faust keeps no public accessor
             for tp, offsets in self.guard.missing(events, app.consumer_generation_id, committed).items():
                 log.warning("%s: %d offsets from %d were dropped by the consumer; reading them from the broker",
-                            tp, len(offsets), min(offsets))
+                            tp, len(offsets), min(offsets), extra=about_partition(tp, offset=min(offsets)))
                 try:
                     records = await read_records(self.bootstrap, tp, offsets)
                 except Exception:  # noqa: BLE001

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import logging
 import signal
 import sys
 import time
@@ -98,7 +98,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if not settings.broker:
             print(f"BADBUZZ_BROKER={url}  (embedded)", flush=True)
         return run_worker(Settings(**{**settings.__dict__, "broker": url}), enricher, alerting,
-                          loglevel=args.loglevel)
+                          loglevel=args.loglevel or settings.log_level)
 
 
 def quiet_worker_class() -> type:
@@ -122,6 +122,7 @@ def run_worker(settings: Settings, enricher: Any, alerting: tuple[Any, Any] | No
                loglevel: str = "info") -> int:
     from .app import build_app, internal_topics
     from .broker import ensure_topics
+    from .logs import logging_config
 
     topics = settings.topics.all() + internal_topics(settings)
     asyncio.run(ensure_topics(settings.broker, topics, settings.partitions))
@@ -129,7 +130,9 @@ def run_worker(settings: Settings, enricher: Any, alerting: tuple[Any, Any] | No
     pipe = build_app(settings, enricher, *(alerting or (None, None)))
     print(f"badbuzz worker: web on http://{settings.web_host}:{settings.web_port}/ "
           f"(metrics /metrics, health /health)", flush=True)
-    worker = quiet_worker_class()(pipe.app, loglevel=loglevel, quiet=True, override_logging=True)
+    # Faust (mode) reconfigures logging when the worker starts: it gets the same config as every command.
+    worker = quiet_worker_class()(pipe.app, loglevel=loglevel, quiet=True, override_logging=True,
+                                  logging_config=logging_config(loglevel, settings.log_format))
     worker.execute_from_commandline()
     return 0
 
@@ -213,7 +216,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(_worker_settings(), duration=args.duration, rate=args.rate, seed=args.seed)
+    return run_demo(_worker_settings(), duration=args.duration, rate=args.rate, seed=args.seed, keep=args.keep,
+                    final_wait=args.final_wait)
 
 
 # -- model / rules / feedback ---------------------------------------------------------------------
@@ -263,6 +267,10 @@ def cmd_alerts_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.http:
+        from .bench_http import main as http_main
+
+        return http_main(args)
     from .bench import main as bench_main
 
     return bench_main(args)
@@ -284,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_broker)
 
     s = sub.add_parser("worker", help="run the Faust worker (embedded broker when BADBUZZ_BROKER is unset)")
-    s.add_argument("--loglevel", default=os.environ.get("BADBUZZ_LOG_LEVEL", "info"))
+    s.add_argument("--loglevel", help="log level (default: BADBUZZ_LOG_LEVEL)")
     s.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("produce", help="push tweets from a CSV/JSONL file to the input topic")
@@ -323,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=120.0, help="seconds of live traffic")
     s.add_argument("--rate", type=float, default=5.0, help="chatter tweets per second (the storm adds 6x that)")
     s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--final-wait", type=float, default=100.0,
+                   help="seconds to wait after the traffic for the last alert buckets to become final")
+    s.add_argument("--keep", action="store_true",
+                   help="leave the worker, its dashboard and the broker running after the traffic until Ctrl-C")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("model", help="sentiment model tools")
@@ -367,12 +379,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="shorter runs")
     s.add_argument("--repeat", type=int, default=3)
     s.add_argument("--out", type=Path, default=Path("bench-results"))
+    s.add_argument("--http", action="store_true",
+                   help="instead: POST /predict latency on a worker under a fixed arrival rate (locust), "
+                        "written to OUT/bench-predict.json")
+    s.add_argument("--rate", type=float, default=100.0, help="--http: requests per second (default 100)")
+    s.add_argument("--duration", type=float, default=60.0, help="--http: seconds of load (default 60)")
     s.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import env, log_format
+    from .logs import configure_logging, level_number
+
     args = build_parser().parse_args(argv)
+    try:
+        level = level_number(getattr(args, "loglevel", None) or env("BADBUZZ_LOG_LEVEL"))
+        if args.command != "worker":  # a command's output is its result: its log shows warnings and errors only
+            level = max(logging.WARNING, level)
+        configure_logging(level, log_format())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return args.func(args) or 0
 
 

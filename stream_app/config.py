@@ -27,10 +27,14 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "BADBUZZ_RULES_DIR": ("", "rule tables folder; unset = the shipped tables"),
     "BADBUZZ_ALERT_RULES": ("", "alert rules TOML; unset = the shipped file"),
     "BADBUZZ_WEB_HOST": ("127.0.0.1", "worker web server bind address, bound exactly (metrics, health, dashboard, "
-                                      "feedback); Host/Origin must name it, localhost or BADBUZZ_DASHBOARD_URL"),
+                                      "feedback, predict); Host/Origin must name it, localhost or "
+                                      "BADBUZZ_DASHBOARD_URL"),
     "BADBUZZ_WEB_PORT": ("6066", "worker web server port"),
-    "BADBUZZ_API_TOKEN": ("", "bearer token (Authorization header only) required by /feedback and /api/state "
-                              "when the bind address is not loopback"),
+    "BADBUZZ_API_TOKEN": ("", "bearer token (Authorization header only) required by /feedback, /api/state, "
+                              "/predict and /model/info when the bind address is not loopback"),
+    "BADBUZZ_PREDICT_RATE_LIMIT": ("100/minute", "POST /predict requests allowed per client address, in the "
+                                                 "`limits` notation (e.g. 100/minute, 10/second; several: "
+                                                 "20/10 seconds;100/minute); moving window, per worker"),
     "BADBUZZ_STATE_DIR": (".badbuzz", "Faust data directory (table state)"),
     "BADBUZZ_BATCH_SIZE": ("256", "largest scoring micro-batch (under load batches fill up to it)"),
     "BADBUZZ_BATCH_WAIT": ("0.005", "seconds to wait for a micro-batch to fill (a full batch goes at once)"),
@@ -46,7 +50,10 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
                                                "against; about 0.6 KB each, in memory and in a changelog"),
     "BADBUZZ_PREDICTION_TTL_HOURS": ("24", "feedback on a tweet scored longer ago than this is dead-lettered"),
     "BADBUZZ_DASHBOARD_URL": ("", "public dashboard URL put in alerts; unset = the worker's own"),
-    "BADBUZZ_LOG_LEVEL": ("info", "log level"),
+    "BADBUZZ_LOG_LEVEL": ("info", "the worker's log level (the other commands log warnings and errors only)"),
+    "BADBUZZ_LOG_FORMAT": ("text", "text = one readable line per log record; json = one JSON object per line "
+                                   "(time, level, logger, message, and tweet_id/topic/partition/offset when "
+                                   "the record concerns one), both on stderr"),
 }
 
 # Read where they are used (alerting/notifiers.py, alerting/policy.py via the alert rules, datasets.py);
@@ -77,6 +84,14 @@ def env(name: str) -> str:
     return os.environ.get(name, "") or ENV_DOCS[name][0]
 
 
+def log_format() -> str:
+    """BADBUZZ_LOG_FORMAT, checked (read on its own: every command sets up logging, not all need Settings)."""
+    value = env("BADBUZZ_LOG_FORMAT").strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"BADBUZZ_LOG_FORMAT={value!r} is not text or json")
+    return value
+
+
 @dataclass(frozen=True)
 class Topics:
     tweets: str = "tweets"
@@ -101,6 +116,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: str | None = None
+    predict_rate_limit: str = "100/minute"
     state_dir: Path = Path(".badbuzz")
     batch_size: int = 256
     batch_wait: float = 0.005
@@ -114,6 +130,7 @@ class Settings:
     prediction_ttl_hours: float = 24.0
     dashboard_url: str = ""
     log_level: str = "info"
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -127,6 +144,16 @@ class Settings:
                 return int(value)
             except ValueError:
                 raise ValueError(f"{name}={value!r} is not an integer") from None
+
+        def rate_limit(name: str) -> str:
+            from .web.ratelimit import parse_rate
+
+            value = env(name)
+            try:
+                parse_rate(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+            return value
 
         return cls(
             broker=env("BADBUZZ_BROKER") or None,
@@ -145,6 +172,7 @@ class Settings:
             web_host=env("BADBUZZ_WEB_HOST"),
             web_port=integer("BADBUZZ_WEB_PORT"),
             api_token=env("BADBUZZ_API_TOKEN") or None,
+            predict_rate_limit=rate_limit("BADBUZZ_PREDICT_RATE_LIMIT"),
             state_dir=Path(env("BADBUZZ_STATE_DIR")),
             batch_size=integer("BADBUZZ_BATCH_SIZE"),
             batch_wait=float(env("BADBUZZ_BATCH_WAIT")),
@@ -158,6 +186,7 @@ class Settings:
             prediction_ttl_hours=float(env("BADBUZZ_PREDICTION_TTL_HOURS")),
             dashboard_url=env("BADBUZZ_DASHBOARD_URL"),
             log_level=env("BADBUZZ_LOG_LEVEL"),
+            log_format=log_format(),
         )
 
     @property

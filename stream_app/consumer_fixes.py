@@ -32,6 +32,8 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from faust.types.tuples import ack_lock
 
+from .logs import about_partition
+
 log = logging.getLogger(__name__)
 
 
@@ -192,7 +194,8 @@ def redeliver_discarded() -> None:
                 continue
             position = await self.position(tp)
             if position is None or position > first_missed:  # never forward: a seek to committed wins
-                log.warning("re-reading %s from offset %d: fetched records were not delivered", tp, first_missed)
+                log.warning("re-reading %s from offset %d: fetched records were not delivered", tp, first_missed,
+                            extra=about_partition(tp, offset=first_missed))
                 await self.seek(tp, first_missed)
 
     getmany_all._badbuzz = True  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .kpi import GENERAL_TOPIC, NO_INCIDENT
 from .rules.engine import RuleEngine
 from .scoring.sentiment import SentimentModel
 from .scoring.text import retweeted_text
@@ -49,8 +50,8 @@ class Enricher:
                                   "reliable": res.lang in self.languages},
                     "is_claim": res.is_claim,
                     "urgency": res.urgency,
-                    "topics": list(res.topics),
-                    "incident": res.incident,
+                    "topics": list(res.topics) or [GENERAL_TOPIC],
+                    "incident": res.incident or NO_INCIDENT,
                     "confidence": round(res.confidence, 4),
                     "model": self.model_info,
                     "rules_version": self.rules.version,

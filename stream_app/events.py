@@ -71,12 +71,13 @@ class EnrichedTweet(faust.Record, serializer="json"):
     sentiment: Sentiment
     is_claim: bool
     urgency: str
-    topics: list[str]
-    incident: str | None
+    topics: list[str]  # ["general"] when no topic matched (stream_app/kpi.py)
+    incident: str  # "none" when there is none
     confidence: float
     model: ModelInfo
     rules_version: str
     processed_at: str
+    truncated: bool = False  # scored on the first BADBUZZ_MAX_TEXT characters of a longer text
 
 
 class Feedback(faust.Record, serializer="json"):

@@ -56,6 +56,17 @@ HEALTH_VALUE = Gauge(
     ["rule"], registry=REGISTRY,
 )
 FEEDBACK = Counter("badbuzz_feedback_total", "Feedback events", ["kind"], registry=REGISTRY)
+PREDICT_REQUESTS = Counter(
+    "badbuzz_predict_requests_total", "POST /predict requests by outcome: ok, invalid (400), too_large (413), "
+    "unsupported_type (415), rate_limited (429), denied (401/403) or error (500)", ["outcome"], registry=REGISTRY,
+)
+for _outcome in ("ok", "invalid", "too_large", "unsupported_type", "rate_limited", "denied", "error"):
+    PREDICT_REQUESTS.labels(_outcome)
+PREDICT_TWEETS = Counter("badbuzz_predict_tweets_total", "Tweets scored by POST /predict", registry=REGISTRY)
+PREDICT_SECONDS = Histogram(
+    "badbuzz_predict_seconds", "POST /predict wall time, request read to response (scored requests only)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY,
+)  # fmt: skip  (0.15 and 0.2: the predict_latency alert thresholds)
 CONSUMER_LAG = Gauge("badbuzz_consumer_lag", "Input topic lag per partition", ["partition"], registry=REGISTRY)
 MODEL_INFO = Info("badbuzz_model", "Sentiment model and rules in use", registry=REGISTRY)
 

@@ -17,6 +17,10 @@ MIN_EVENT_MS = 1_142_899_200_000  # 2006-03-21
 MAX_FUTURE_MS = 24 * 3600 * 1000
 MAX_ID = 128
 MAX_SHORT = 64
+# Texts longer than max_text (BADBUZZ_MAX_TEXT) are scored on their first max_text characters and flagged
+# "truncated"; only past this hard cap (64 Ki characters, a long blog post; at most 256 KiB of UTF-8, a
+# quarter of Kafka's default 1 MB message) is a text refused: what is that long is not a post but a payload.
+HARD_MAX_TEXT = 64 * 1024
 
 
 class InvalidTweet(ValueError):
@@ -159,6 +163,15 @@ def parse_tweet(raw: bytes | str, *, max_text: int = 4000, fallback_ms: int | No
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidTweet("invalid_json", f"message is not valid JSON: {exc}") from None
+    return validate_tweet(obj, max_text=max_text, fallback_ms=fallback_ms, now_ms=now_ms)
+
+
+def validate_tweet(obj: Any, *, max_text: int = 4000, fallback_ms: int | None = None,
+                   now_ms: int | None = None) -> dict[str, Any]:
+    """Validate one decoded message (a flat tweet or a v2 envelope); what ``parse_tweet`` does after JSON.
+
+    Callers that already hold the decoded object (``POST /predict``) skip a dump and a reparse.
+    """
     if not isinstance(obj, dict):
         raise InvalidTweet("not_object", f"message must be a JSON object, got {type(obj).__name__}")
     if isinstance(obj.get("data"), dict):
@@ -176,8 +189,12 @@ def parse_tweet(raw: bytes | str, *, max_text: int = 4000, fallback_ms: int | No
         raise InvalidTweet("invalid_field", f"text must be a string, got {type(text).__name__}")
     if not text.strip():
         raise InvalidTweet("empty_text", "text is empty")
-    if len(text) > max_text:
-        raise InvalidTweet("text_too_long", f"text has {len(text)} characters, limit is {max_text}")
+    hard_cap = max(HARD_MAX_TEXT, max_text)
+    if len(text) > hard_cap:
+        raise InvalidTweet("text_too_long", f"text has {len(text)} characters, the hard limit is {hard_cap}")
+    truncated = len(text) > max_text
+    if truncated:
+        text = text[:max_text]
 
     created = obj.get("created_at")
     if created is not None:
@@ -199,4 +216,5 @@ def parse_tweet(raw: bytes | str, *, max_text: int = 4000, fallback_ms: int | No
         "is_retweet": is_retweet,
         "retweet_of": _opt_str(obj, "retweet_of", MAX_ID),
         "in_reply_to": _opt_str(obj, "in_reply_to", MAX_ID),
+        "truncated": truncated,
     }

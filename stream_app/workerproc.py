@@ -27,13 +27,14 @@ def isolated_env(broker_url: str, name: str, state_dir: Path, port: int) -> dict
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log: Path, *, web_host: str = "127.0.0.1",
-                 cpus: set[int] | None = None) -> None:
+                 cpus: set[int] | None = None, stderr_log: Path | None = None) -> None:
         self.env = os.environ | env
         self.cpus = cpus  # pin the worker (and every thread it starts) to these cores
         self.port = int(self.env.get("BADBUZZ_WEB_PORT") or free_port())
         self.env["BADBUZZ_WEB_PORT"] = str(self.port)
         self.url = f"http://{web_host}:{self.port}"
         self.log = log
+        self.stderr_log = stderr_log  # stderr (the logs) apart from stdout, else both in ``log``
         self.proc: subprocess.Popen | None = None
 
     def _pin(self) -> None:
@@ -42,10 +43,10 @@ class WorkerProcess:
     def start(self, timeout: float = 90.0) -> WorkerProcess:
         """Start the worker and wait until ``/ready`` answers 200."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "wb") as out:
+        with open(self.log, "wb") as out, open(self.stderr_log or os.devnull, "wb") as err:
             level = self.env.get("BADBUZZ_LOG_LEVEL", "warning")
             self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker", "--loglevel", level],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         env=self.env, stdout=out, stderr=err if self.stderr_log else subprocess.STDOUT,
                                          preexec_fn=self._pin if self.cpus else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

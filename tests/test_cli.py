@@ -207,3 +207,35 @@ def test_every_subcommand_parses_its_options():
         with pytest.raises(SystemExit) as info:
             p.parse_args(argv)
         assert info.value.code == 0
+
+
+KPI_COLUMNS = ("sentiment", "sentiment_score", "p_negative", "p_neutral", "p_positive", "is_claim", "urgency",
+               "topics", "incident", "confidence", "truncated")
+
+
+def test_score_every_kpi_has_a_value_and_long_posts_are_truncated(tmp_path):
+    """No brand column, --brand united: the airline pack's incidents, 'none'/'general' where nothing matched,
+    a long post scored on its first BADBUZZ_MAX_TEXT characters, only a text past the hard cap refused."""
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    texts = ["my bag was lost on the flight to Denver, nobody helps",
+             "flight delayed 4 hours again, missed my connection",
+             "thanks for the upgrade, lovely crew",
+             "ok",
+             "what a day " * 60 + "and then my flight was cancelled",  # 692 characters
+             "x" * (64 * 1024 + 1)]
+    with open(src, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["text"])
+        w.writeheader()
+        w.writerows({"text": t} for t in texts)
+    res = badbuzz("score", str(src), "-o", str(dst), "--quiet", "--brand", "united",
+                  env={"BADBUZZ_MAX_TEXT": "200"})
+    assert res.returncode == 0 and "1 text_too_long" in res.stderr, res.stderr
+    rows = list(csv.DictReader(open(dst, encoding="utf-8")))
+    scored, refused = rows[:-1], rows[-1]
+    assert refused["error"].startswith("text_too_long")
+    empty = [(i, c) for i, r in enumerate(scored) for c in KPI_COLUMNS if r[c] == ""]
+    assert not empty, empty
+    assert [r["incident"] for r in scored[:2]] == ["baggage", "delay"]
+    assert scored[3]["incident"] == "none" and scored[3]["topics"] == "general"
+    assert [r["truncated"] for r in scored] == ["false"] * 4 + ["true"]
+    assert len(scored[4]["text"]) == 692  # the input column is kept; the score is of its first 200 characters

@@ -32,6 +32,7 @@ from faust.streams import _current_event
 from .. import metrics
 from ..batching import acked_batches
 from ..broker import bootstrap
+from ..logs import about_message
 from .config import AlertConfig
 from .engine import AlertEngine, Outcome
 from .health import BRAND as HEALTH_BRAND
@@ -131,7 +132,8 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 except orjson.JSONDecodeError:
                     data = None
                 if not isinstance(data, dict):  # our own topics: only a foreign producer writes this
-                    log.warning("alerting: skipping a message that is not a JSON object on %s", topic)
+                    log.warning("alerting: skipping a message that is not a JSON object on %s", topic,
+                                extra=about_message(ev.message))
                     continue
                 if topic == s.topics.enriched:
                     brand = str(data.get("brand") or "-")
@@ -212,7 +214,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
                 data = orjson.loads(event.value)
                 alert = Alert.from_dict(data)
             except Exception as exc:  # noqa: BLE001 - a foreign message on the alerts topic
-                log.warning("notify: skipping malformed alert: %s", exc)
+                log.warning("notify: skipping malformed alert: %s", exc, extra=about_message(event.message))
                 continue
             pipe.latest_alerts.append(data)
             # "sms:+33..." = delivered; "~sms:+33..." = started, outcome unknown (a crash came in between)
@@ -352,6 +354,7 @@ def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
 
     async def invalid(ev: Any, problem: str) -> None:
         key, letter = dead_letter_of(ev.message, "invalid_feedback", problem[:500])
+        log.info("dead-lettered feedback: %s", problem[:200], extra=about_message(ev.message, code="invalid_feedback"))
         await pipe.topics["dlq"].send(key=key, value=orjson.dumps(letter))
         metrics.FEEDBACK.labels("invalid").inc()
         metrics.DEAD_LETTERED.labels("invalid_feedback").inc()

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..kpi import incident_of
 from .detect import Level, spike_level, thresholds
 from .rules import SEVERITIES, Candidate, RuleSet, lifecycle, severity_rank
 from .windows import iso, sample_from_tweet, top_samples
@@ -139,7 +140,7 @@ class AlertEngine:
         # reads "vol annulé sans prévenir" as positive, and a French storm must not hide behind it.
         negative = sentiment.get("label") == "negative" and sentiment.get("reliable", True) is not False
         b["neg"] += negative
-        incident = tweet.get("incident")
+        incident = incident_of(tweet)  # "none" is no incident
         if incident and incident not in self.rules.incident_spike.ignore:
             b["inc"][incident] = b["inc"].get(incident, 0) + 1
         if negative or incident:

@@ -125,6 +125,7 @@ async def send_with_retry(
     attempts = 0
     error: str | None = None
     shown = mask_recipient(channel, recipient)
+    about = {"alert_id": alert_id, "channel": channel}  # JSON log fields (stream_app/logs.py)
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -136,31 +137,32 @@ async def send_with_retry(
             await asyncio.wait_for(asyncio.to_thread(send, timeout), timeout + 1.0)
         except PermanentError as exc:
             error = _describe(exc)
-            log.warning("alert %s: %s to %s failed permanently: %s", alert_id, channel, shown, error)
+            log.warning("alert %s: %s to %s failed permanently: %s", alert_id, channel, shown, error, extra=about)
             return DeliveryResult(channel, recipient, False, attempts, error, alert_id,
                                   elapsed_s=loop.time() - start)
         except (TransientError, TimeoutError) as exc:
             error = _describe(exc) if str(exc) else f"timeout after {timeout:g}s"
         except Exception as exc:  # an unexpected error in a notifier: one more try, then a recorded failure
             error = _describe(exc)
-            log.exception("alert %s: %s to %s: unexpected error (attempt %d)", alert_id, channel, shown, attempts)
+            log.exception("alert %s: %s to %s: unexpected error (attempt %d)", alert_id, channel, shown, attempts,
+                          extra=about)
             if attempts >= min(UNEXPECTED_ATTEMPTS, policy.max_attempts):
                 return DeliveryResult(channel, recipient, False, attempts, error, alert_id,
                                       elapsed_s=loop.time() - start)
         else:
-            log.info("alert %s: delivered by %s to %s (attempt %d)", alert_id, channel, shown, attempts)
+            log.info("alert %s: delivered by %s to %s (attempt %d)", alert_id, channel, shown, attempts, extra=about)
             return DeliveryResult(channel, recipient, True, attempts, None, alert_id, elapsed_s=loop.time() - start)
         if attempts >= policy.max_attempts:
             error = f"gave up after {attempts} attempts; last error: {error}"
             break
         delay = policy.backoff(attempts, rng)
         log.info("alert %s: %s to %s attempt %d failed (%s); retrying in %.2fs",
-                 alert_id, channel, shown, attempts, error, delay)
+                 alert_id, channel, shown, attempts, error, delay, extra=about)
         if loop.time() + delay >= deadline:
             error = f"deadline of {policy.deadline:g}s exceeded; last error: {error}"
             break
         await asyncio.sleep(delay)
-    log.warning("alert %s: %s to %s failed: %s", alert_id, channel, shown, error)
+    log.warning("alert %s: %s to %s failed: %s", alert_id, channel, shown, error, extra=about)
     return DeliveryResult(channel, recipient, False, attempts, error, alert_id, elapsed_s=loop.time() - start)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..kpi import incident_of
+
 DEFAULT_BUCKET_SECONDS = 60
 MAX_SAMPLES_PER_BUCKET = 5
 MAX_SAMPLE_TEXT = 280
@@ -93,7 +95,7 @@ def sample_from_tweet(tweet: Mapping[str, Any]) -> dict[str, Any]:
     link = tweet.get("link")
     if not link and tweet_id is not None:
         link = f"https://twitter.com/{handle or 'i'}/status/{tweet_id}"
-    incident = tweet.get("incident")
+    incident = incident_of(tweet)
     return {
         "id": None if tweet_id is None else str(tweet_id),
         "text": str(tweet.get("text", ""))[:MAX_SAMPLE_TEXT],

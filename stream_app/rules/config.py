@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover
     import sre_constants as _sre_c  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
+from ..kpi import GENERAL_TOPIC, NO_INCIDENT
 from .normalize import normalize, strip_accents, tokenize
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "tables"
@@ -213,6 +214,8 @@ def parse_rule(path: Path, where: str, raw: Any, lang: str) -> Rule:
         _typed(path, f"{where}.topic", topic, str, "a string")
         if not ID_RE.match(topic):
             raise _err(path, f"{where}.topic", f"bad topic id {topic!r}")
+        if topic in (GENERAL_TOPIC, NO_INCIDENT):  # the enriched event's "no topic" / "no incident" values
+            raise _err(path, f"{where}.topic", f"{topic!r} is reserved (stream_app/kpi.py)")
     elif topic is not None:
         raise _err(path, f"{where}.topic", "only allowed for kind = 'topic'")
     weight = float(_typed(path, f"{where}.weight", raw.get("weight", 1.0), (int, float), "a number"))

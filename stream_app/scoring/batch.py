@@ -13,7 +13,7 @@ from ..parsing import InvalidTweet, parse_tweet
 from ..sources import is_jsonl, read_rows, to_tweet
 
 CSV_COLUMNS = ["sentiment", "sentiment_score", "p_negative", "p_neutral", "p_positive", "is_claim", "urgency",
-               "topics", "incident", "confidence", "error"]
+               "topics", "incident", "confidence", "truncated", "error"]
 
 
 def csv_fields(enriched: dict[str, Any] | None, error: str = "") -> dict[str, Any]:
@@ -29,8 +29,9 @@ def csv_fields(enriched: dict[str, Any] | None, error: str = "") -> dict[str, An
         "is_claim": str(enriched["is_claim"]).lower(),
         "urgency": enriched["urgency"],
         "topics": ";".join(enriched["topics"]),
-        "incident": enriched["incident"] or "",
+        "incident": enriched["incident"],
         "confidence": enriched["confidence"],
+        "truncated": str(enriched.get("truncated", False)).lower(),
         "error": "",
     }
 

@@ -13,10 +13,10 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
 import socket
 import time
-from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -29,8 +29,11 @@ from prometheus_client import generate_latest
 
 from .. import metrics
 from ..scoring.text import retweeted_text
+from .predict import MAX_PREDICT_BODY, Coalescer, PredictError, model_info, parse_predict_request, prediction
+from .ratelimit import RateLimit
 from .state import brand_state
 
+log = logging.getLogger("badbuzz.web")
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024
 LABELS = ("negative", "neutral", "positive")
@@ -127,31 +130,10 @@ HTML_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", 
                 "Cache-Control": "no-store"}
 
 
-class RateLimiter:
-    """Token buckets per key (a client address, a brand): ``burst`` at once, then ``per_minute``.
-
-    In memory and per worker, like the feedback counts it protects; the least recently used keys are
-    dropped beyond ``max_keys`` so a flood of distinct keys cannot grow it (SECURITY.md says why no library).
-    """
-
-    def __init__(self, burst: float, per_minute: float, max_keys: int = 10_000) -> None:
-        self.burst, self.rate, self.max_keys = burst, per_minute / 60.0, max_keys
-        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def retry_after(self, key: str, now: float | None = None) -> float:
-        """Take one token for ``key``: 0 when allowed, else the seconds until the next token."""
-        now = time.monotonic() if now is None else now
-        tokens, last = self.buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-        self.buckets[key] = (tokens - 1 if wait == 0 else tokens, now)
-        while len(self.buckets) > self.max_keys:
-            self.buckets.popitem(last=False)
-        return wait
-
-
-FEEDBACK_PER_CLIENT = (20, 60)  # burst, per minute: a person correcting labels by hand never hits it
-FEEDBACK_PER_BRAND = (10, 10)  # the misclassification alert needs a handful of reports per window
+# A person correcting labels by hand never hits the client limit (20 at once, 60 a minute at most); the
+# misclassification alert needs a handful of reports per window, so a brand takes 10 a minute.
+FEEDBACK_PER_CLIENT = "20/20 seconds"
+FEEDBACK_PER_BRAND = "10/minute"
 
 
 class FeedbackError(ValueError):
@@ -189,16 +171,40 @@ def validate_feedback(body: Any, recent: dict[str, tuple[str | None, str, str]])
             "predicted_label": predicted, "brand": brand, "text": text}
 
 
+async def read_bounded(request: Any, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes (declared or streamed).
+
+    aiohttp's own ``read()`` stops at 1 MiB (its ``client_max_size``) with an exception; this reads in
+    chunks so each endpoint sets its own bound and never holds more than that in memory.
+    """
+    if (request.content_length or 0) > limit:
+        return None
+    chunks, size = [], 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def wire_web(pipe: Any) -> None:
     app, s = pipe.app, pipe.settings
     bound_loopback = is_loopback(s.web_host)
     allowed = allowed_hosts(s)
     expected = (s.api_token or "").encode()
-    per_client, per_brand = RateLimiter(*FEEDBACK_PER_CLIENT), RateLimiter(*FEEDBACK_PER_BRAND)
+    per_client = RateLimit(FEEDBACK_PER_CLIENT, "feedback-client")
+    per_brand = RateLimit(FEEDBACK_PER_BRAND, "feedback-brand")
+    predict_limit = RateLimit(s.predict_rate_limit, "predict-client")
 
-    def too_many(web: Any, wait: float, what: str) -> Any:
-        return web.json({"error": f"too many feedback requests for this {what}; retry later"}, status=429,
-                        headers={"Retry-After": str(max(1, round(wait)))})
+    def too_many(web: Any, wait: int, what: str, endpoint: str = "feedback") -> Any:
+        return web.json({"error": f"too many {endpoint} requests for this {what}; retry later",
+                         "retry_after_s": wait}, status=429, headers={"Retry-After": str(wait)})
+
+    def not_json(request: Any) -> bool:
+        # A cross-site form or no-cors fetch can only send "simple" content types; requiring JSON
+        # forces a CORS preflight, which this server never grants.
+        return request.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json"
 
     def refused(web: Any, request: Any, *, auth: bool = True) -> Any | None:
         """The error response for a request that fails the Host/Origin or token check, else None."""
@@ -230,9 +236,7 @@ def wire_web(pipe: Any) -> None:
                 return denied
             if wait := per_client.retry_after(request.remote or "-"):
                 return too_many(self, wait, "client")
-            # A cross-site form or no-cors fetch can only send "simple" content types; requiring JSON
-            # forces a CORS preflight, which this server never grants.
-            if request.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
+            if not_json(request):
                 return self.json({"error": "Content-Type must be application/json"}, status=415)
             body = await request.read()
             if len(body) > MAX_BODY:
@@ -247,6 +251,55 @@ def wire_web(pipe: Any) -> None:
                 return too_many(self, wait, "brand")
             await pipe.topics["feedback"].send(key=(event["brand"] or "-").encode(), value=orjson.dumps(event))
             return self.json({"status": "accepted", "feedback": event}, status=202)
+
+    @app.page("/predict")
+    class Predict(View):
+        async def post(self, request: Any) -> Any:
+            started = time.perf_counter()
+            outcome, response = await self.answer(request)
+            metrics.PREDICT_REQUESTS.labels(outcome).inc()
+            if outcome == "ok":
+                elapsed = time.perf_counter() - started
+                metrics.PREDICT_SECONDS.observe(elapsed)
+                if pipe.health is not None:  # the predict_latency health rule
+                    pipe.health.observe_latency(time.time(), "predict", elapsed)
+            return response
+
+        async def answer(self, request: Any) -> tuple[str, Any]:
+            if (denied := refused(self, request)) is not None:
+                return "denied", denied
+            if wait := predict_limit.retry_after(request.remote or "-"):
+                return "rate_limited", too_many(self, wait, "client", "predict")
+            if not_json(request):
+                return "unsupported_type", self.json({"error": "Content-Type must be application/json"}, status=415)
+            if (body := await read_bounded(request, MAX_PREDICT_BODY)) is None:
+                return "too_large", self.json({"error": f"body larger than {MAX_PREDICT_BODY} bytes"}, status=413)
+            try:
+                tweets = parse_predict_request(orjson.loads(body), max_text=s.max_text)
+            except orjson.JSONDecodeError:
+                return "invalid", self.json({"error": "body is not valid JSON"}, status=400)
+            except PredictError as exc:
+                return "invalid", self.json(exc.body(), status=400)
+            try:
+                # The agent's own executor and enricher: same cache, and the event loop never waits on ONNX.
+                events = await coalescer.enrich(tweets)
+            except Exception as exc:  # noqa: BLE001 - reported as a JSON 500, logged with its traceback
+                log.exception("POST /predict: scoring failed")
+                return "error", self.json({"error": f"scoring failed: {type(exc).__name__}"}, status=500)
+            metrics.PREDICT_TWEETS.inc(len(events))
+            return "ok", self.bytes(orjson.dumps({"predictions": [prediction(e) for e in events],
+                                                  "model": pipe.enricher.model_info,
+                                                  "rules_version": pipe.enricher.rules.version}),
+                                    content_type="application/json")
+
+    info = model_info(pipe.enricher)
+    coalescer = Coalescer(pipe.enricher.enrich, pipe.executor)
+
+    @app.page("/model/info")
+    async def model_info_page(web: Any, request: Any) -> Any:
+        if (denied := refused(web, request)) is not None:
+            return denied
+        return web.json(info)
 
     @app.page("/api/state")
     async def api_state(web: Any, request: Any) -> Any:

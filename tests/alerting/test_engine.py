@@ -26,7 +26,8 @@ def tweet(i: int, at_ms: int, *, negative: bool = False, incident: str | None = 
             "author": {"handle": f"u{i}", "followers": followers},
             "sentiment": {"label": "negative" if negative else "neutral",
                           "probs": {"negative": 0.9 if negative else 0.1}},
-            "is_claim": claim, "urgency": "critical" if claim else "low", "incident": incident}
+            "is_claim": claim, "urgency": "critical" if claim else "low",
+            "incident": incident or "none", "topics": ["general"]}  # as the enricher writes "no incident"
 
 
 def calm(hours: int, start_ms: int = T0, per_hour: int = 30, negatives: int = 3, seed: int = 1) -> list[dict]:
@@ -270,3 +271,10 @@ def test_negatives_the_model_cannot_read_are_not_counted():
     out = run(calm(30) + unreliable)
     assert "negative_spike" not in {c.rule for c in out}
     assert "incident_spike" in {c.rule for c in out}, "incidents come from the language-aware rule tables"
+
+
+def test_no_incident_and_the_general_topic_are_not_signals():
+    """A storm of complaints with no incident type ("none") is a negative spike, never an incident spike."""
+    out = run(calm(30) + storm(150, T0 + 30 * HOUR, 20, incident=None))
+    assert "negative_spike" in {c.rule for c in out}
+    assert all(c.subject != "none" for c in out) and "incident_spike" not in {c.rule for c in out}

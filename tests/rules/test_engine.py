@@ -127,6 +127,8 @@ def _write_table(root: Path, body: str) -> None:
          r"regex\[0\]: nested quantifier"),
         ('[[rule]]\nid = "x.a"\nlabel = "A"\nkind = "topic"\nkeywords = ["a"]\n',
          r"rule\[x\.a\]\.topic: missing required field"),
+        ('[[rule]]\nid = "x.a"\nlabel = "A"\nkind = "topic"\ntopic = "general"\nkeywords = ["a"]\n',
+         r"rule\[x\.a\]\.topic: 'general' is reserved"),
         ('[[rule]]\nid = "x.a"\nlabel = "A"\nkind = "magic"\nkeywords = ["a"]\n', r"\.kind: unknown kind"),
         ('[[rule]]\nid = "x.a"\nlabel = "A"\nkind = "claim"\n', r"rule\[x\.a\]: rule has no patterns"),
         ('[[rule]]\nid = "x.a"\nlabel = "A"\nkind = "claim"\nkeywords = ["two words"]\n', r"keywords\[0\]"),
