@@ -164,7 +164,15 @@ def test_poison_records_are_dead_lettered_and_the_agent_goes_on(broker, worker):
     async def read(topic: str, limit: int) -> list:
         return [r async for r in consume_topic(broker.url, topic, limit=limit, timeout=30)]
 
-    dead = asyncio.run(read(env["BADBUZZ_TOPIC_DLQ"], 2))
+    def of_tweets(records: list) -> list:  # the module's worker also dead-letters other tests' feedback
+        return [r for r in records if orjson.loads(r.value)["source"]["topic"] == env["BADBUZZ_TOPIC_TWEETS"]]
+
+    async def read_all(topic: str) -> list:
+        return [r async for r in consume_topic(broker.url, topic, timeout=2)]
+
+    deadline, dead = time.monotonic() + 30, []
+    while len(dead) < 2 and time.monotonic() < deadline:
+        dead = of_tweets(asyncio.run(read_all(env["BADBUZZ_TOPIC_DLQ"])))
     letters = {orjson.loads(r.value)["error"]["code"]: (r, orjson.loads(r.value)) for r in dead}
     assert set(letters) == {"invalid_field", "invalid_json"}, letters
     v2_rec, v2 = letters["invalid_field"]
@@ -181,6 +189,10 @@ def test_poison_records_are_dead_lettered_and_the_agent_goes_on(broker, worker):
         counts = {name: sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", m, re.M))
                   for name in ("badbuzz_events_in_total", "badbuzz_events_enriched_total",
                                "badbuzz_events_dead_lettered_total")}
+        # other tests' feedback to this module's worker is dead-lettered too (unknown tweets): not input tweets
+        counts["badbuzz_events_dead_lettered_total"] -= sum(float(v) for v in re.findall(
+            r'^badbuzz_events_dead_lettered_total{reason="(?:invalid_feedback|unknown_tweet|expired_tweet)"} (\S+)$',
+            m, re.M))
         if counts["badbuzz_events_in_total"] >= 7:
             break
         time.sleep(0.5)

@@ -308,6 +308,8 @@ def wire_health(pipe: Any, config: AlertConfig, policy: Any) -> None:
     monitor = HealthMonitor(config.health)
     pipe.health = monitor
     groups: dict[str, Any] = {}
+    for name in monitor.rules:
+        metrics.HEALTH_VALUE.labels(name).set(0)  # exported from the start, before the first minute ends
 
     @pipe.app.timer(HEALTH_SECONDS)
     async def health() -> None:
