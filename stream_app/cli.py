@@ -230,6 +230,15 @@ def cmd_model_eval(args: argparse.Namespace) -> int:
                      json_out=args.json)
 
 
+def cmd_model_vocabulary(args: argparse.Namespace) -> int:
+    from .scoring.evaluate import vocabulary_report
+
+    model_dir = _settings().model_dir if args.model_dir is None else args.model_dir
+    for line in vocabulary_report(model_dir, args.data, text_column=args.text_column, limit=args.limit):
+        print(line)
+    return 0
+
+
 def cmd_rules_eval(args: argparse.Namespace) -> int:
     from .rules.evaluate import run
 
@@ -347,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int)
     e.add_argument("--json", type=Path, help="also write the metrics as JSON")
     e.set_defaults(func=cmd_model_eval)
+    v = msub.add_parser("vocabulary", help="share of words outside the model's vocabulary, per file (the "
+                                           "vocabulary health rule's measure)")
+    v.add_argument("data", type=Path, nargs="+", help="CSV/JSONL files with a text column")
+    v.add_argument("--text-column", default="text")
+    v.add_argument("--model-dir", type=Path, help="default: BADBUZZ_MODEL_DIR")
+    v.add_argument("--limit", type=int, default=3000, help="rows read per file")
+    v.set_defaults(func=cmd_model_vocabulary)
 
     s = sub.add_parser("rules", help="rule table tools")
     rsub = s.add_subparsers(dest="rules_command", required=True)

@@ -108,6 +108,18 @@ def test_score_jsonl(tmp_path):
     assert out[0]["id"] == "a" and out[1]["id"].startswith("gen-") and out[1]["sentiment"]["label"]
 
 
+def test_model_vocabulary_tells_english_from_french(tmp_path):
+    english, french = tmp_path / "en.csv", tmp_path / "fr.csv"
+    english.write_text("text\n" + "\n".join(["@united my flight was cancelled again, terrible service"] * 5) + "\n")
+    french.write_text("text\n" + "\n".join(["@freebox encore une panne de la fibre ce soir, inadmissible"] * 5)
+                      + "\n")
+    res = badbuzz("model", "vocabulary", str(english), str(french))
+    assert res.returncode == 0, res.stderr
+    shares = {line.split(":")[0].strip(): float(line.split(":")[1].split("%")[0]) for line in res.stdout.splitlines()
+              if line.startswith("  ")}
+    assert shares["en.csv"] < 25 < shares["fr.csv"], res.stdout  # 25%: the shipped drift threshold
+
+
 @pytest.mark.integration
 def test_produce_and_consume_roundtrip(broker, tmp_path):
     src = tmp_path / "in.csv"

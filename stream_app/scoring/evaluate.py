@@ -93,3 +93,22 @@ def main(model_dir: Path, data: Path, *, text_column: str = "text", label_column
     if json_out:
         json_out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def vocabulary_report(model_dir: Path, files: list[Path], *, text_column: str = "text",
+                      limit: int = 3000) -> list[str]:
+    """Per file, the share of words the model's vocabulary lacks (alerting/health.py's measure): what the
+    ``vocabulary`` health rule's threshold is set against."""
+    from itertools import islice
+
+    from ..alerting.health import unknown_words
+
+    vocabulary = SentimentModel(model_dir).vocabulary
+    out = [f"{model_dir.name}: {len(vocabulary)} whole words in the vocabulary"]
+    for path in files:
+        words = unknown = 0
+        for row in islice(read_rows(path), limit):
+            w, u = unknown_words(str(row.get(text_column) or ""), vocabulary)
+            words, unknown = words + w, unknown + u
+        out.append(f"  {path.name}: {unknown / words if words else 0:.1%} of {words} words unknown")
+    return out
