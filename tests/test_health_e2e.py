@@ -26,7 +26,7 @@ HEALTH = """
 min_volume = 5
 [health.latency.critical]
 threshold = 1000
-minutes = 2
+minutes = 1
 [health.error_rate]
 min_volume = 10
 [health.error_rate.critical]

@@ -5,8 +5,9 @@ letters, end-to-end and ``/predict`` latencies (a log-spaced histogram: P95 with
 labels predicted, words outside the model's vocabulary, the input lag. Rules (``[health.<rule>]`` in the
 alert rules, each naming its team) judge trailing windows of complete minutes:
 
-- ``latency`` / ``predict_latency``: P95 in ms over the tier's window (two tiers: a long window for the
-  warning, a short one for the critical);
+- ``latency`` / ``predict_latency``: the P95 in ms of each minute, held for the tier's whole window (the
+  seeds' "P95 > 200 ms for 10 min"): the value is the lowest minute's P95, so a burst of one minute (a
+  backlog read after a restart) does not page, a slow half hour does;
 - ``error_rate``: dead letters / tweets read; ``error_burst``: dead letters in a few minutes;
 - ``prediction_mix``: the largest share of one label (subject = the label), with a minimum volume;
 - ``vocabulary``: share of words the model's vocabulary lacks (a language or jargon it was not built for);
@@ -153,10 +154,8 @@ class HealthMonitor:
         window = [self.minutes.get(k) or Minute() for k in range(end - minutes, end)]
         if rule in ("latency", "predict_latency"):
             source = "stream" if rule == "latency" else "predict"
-            hist = [sum(c) for c in zip(*(m.latency.get(source, [0] * len(LATENCY_EDGES_MS)) for m in window),
-                                        strict=True)]
-            value, n = p95(hist)
-            return value, n, source
+            per_minute = [p95(m.latency.get(source, [])) for m in window]
+            return min(v for v, _ in per_minute), sum(n for _, n in per_minute), source
         tweets, dead = sum(m.tweets for m in window), sum(m.dead for m in window)
         if rule == "error_rate":
             return (dead / tweets if tweets else 0.0), tweets, "errors"

@@ -54,6 +54,13 @@ def test_latency_two_tiers_then_resolved():
     assert [(c.status, c.reason) for c in fast] == [("resolved", "resolved")]
 
 
+def test_a_one_minute_backlog_does_not_page():
+    m = HealthMonitor({"latency": RULES["latency"]})
+    burst = run(m, 1, lambda m, t: m.observe_batch(t, tweets=9000, latencies_s=[8.0] * 9000))
+    calm = run(m, 40, lambda m, t: m.observe_batch(t, tweets=60, latencies_s=[0.05] * 60))
+    assert burst + calm == [], "P95 must hold for the tier's minutes, not once over them"
+
+
 def test_errors_rate_and_burst():
     m = HealthMonitor({"error_rate": RULES["error_rate"], "error_burst": RULES["error_burst"]})
     calm = run(m, 60, lambda m, t: m.observe_batch(t, tweets=100, dead=int(t // 60) % 10 == 0))
