@@ -24,7 +24,7 @@ import orjson
 
 from . import metrics
 from .alerting.health import unknown_words
-from .alerting.reports import prediction_entry
+from .alerting.reports import by_partition, prediction_entry
 from .batching import heal_stalled, prepared_batches
 from .broker import bootstrap
 from .cardinality import BrandCap
@@ -328,6 +328,7 @@ def _wire_enrichment(pipe: Pipeline) -> None:
             latencies: list[float] = []
             recent = pipe.recent
             predictions = pipe.topics.get("predictions")
+            scored: list[tuple[str, dict[str, Any]]] = []
             for ev, msg in enriched:
                 ev["source_partition"] = msg.partition
                 brand = ev.get("brand")
@@ -337,9 +338,8 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 if ev["sentiment"]["label"] == "negative":
                     pipe.negatives.append(_negative_row(ev))
                 await out_topic.send(key=(brand or "").encode(), value=orjson.dumps(ev))
-                if predictions is not None:  # what feedback is judged against (alerting/reports.py)
-                    await predictions.send(key=ev["id"].encode(), value=orjson.dumps(
-                        prediction_entry(ev, int(now * 1000), msg.partition)))
+                if predictions is not None:
+                    scored.append((ev["id"], prediction_entry(ev, int(now * 1000))))
                 label = pipe.brand_cap.label(brand)
                 metrics.SENTIMENT.labels(label, ev["sentiment"]["label"]).inc()
                 if incident := incident_of(ev):
@@ -348,6 +348,9 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                     latencies.append(max(0.0, now - msg.timestamp))
                     metrics.E2E_SECONDS.observe(latencies[-1])
             metrics.ENRICHED.inc(len(enriched))
+            # what feedback is judged against (alerting/reports.py): one message per by-id partition
+            for part, batch in by_partition(scored, s.partitions).items():
+                await predictions.send(key=f"p{part}".encode(), value=orjson.dumps(batch), partition=part)
             for kafka_key, d in dead:
                 src = d["source"]
                 log.info("dead-lettered %s[%s]@%s: %s: %s", src["topic"], src["partition"], src["offset"],

@@ -39,7 +39,7 @@ from .health import BRAND as HEALTH_BRAND
 from .health import HealthMonitor
 from .notifiers import Dispatcher, defang, one_line
 from .policy import Alert
-from .reports import Retention, parse_report, resolve
+from .reports import PredictionIndex, parse_report, partition_of, resolve
 from .summary import Tally, due, expired, merge, render
 from .windows import to_epoch
 
@@ -334,10 +334,12 @@ def wire_health(pipe: Any, config: AlertConfig, policy: Any) -> None:
 def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
     """Reports judged against what the model said (:mod:`.reports`).
 
-    The enrich agent writes each prediction to ``<app>-predictions-by-id`` (key = tweet id); reports are
-    re-keyed by tweet id from the feedback topic (any key, any producer) to ``<app>-feedback-by-id``; one
-    agent reads both co-partitioned topics and keeps the ``predictions`` table (tweet id -> entry, bounded by
-    age and size, changelogged), so a report finds its tweet on the same worker, after restarts too.
+    The enrich agent writes each batch's predictions to ``<app>-predictions-by-id``, one message per
+    partition of the tweet ids (:func:`.reports.partition_of`); reports are re-sent from the feedback topic
+    (any key, any producer) to ``<app>-feedback-by-id`` on their tweet id's partition; one agent reads both
+    co-partitioned topics and keeps the ``predictions`` table (one key per message, bounded by age and size,
+    changelogged) with an index of tweet ids, so a report finds its tweet on the same worker, after restarts
+    too, for one changelog write per batch rather than per tweet.
     Misclassifications go on, keyed by brand, to the alerting agent; unknown or expired tweets and malformed
     reports are dead-lettered with the reason.
     """
@@ -352,7 +354,7 @@ def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
                       help="tweet id -> what the model said (feedback is judged against it)")
     pipe.tables["predictions"] = table
     max_age_ms = int(s.prediction_ttl_hours * 3_600_000)
-    retention = Retention(max(1, s.prediction_table_size // s.partitions), max_age_ms)
+    index = PredictionIndex(max(1, s.prediction_table_size // s.partitions), max_age_ms)
 
     async def invalid(ev: Any, problem: str) -> None:
         key, letter = dead_letter_of(ev.message, "invalid_feedback", problem[:500])
@@ -376,7 +378,8 @@ def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
                 m = ev.message  # a dead letter written later names the report's own record
                 report["source"] = {"topic": m.topic, "partition": m.partition, "offset": m.offset,
                                     "timestamp_ms": int(m.timestamp * 1000) if m.timestamp else None}
-                await by_id.send(key=report["tweet_id"].encode(), value=orjson.dumps(report))
+                await by_id.send(key=report["tweet_id"].encode(), value=orjson.dumps(report),
+                                 partition=partition_of(report["tweet_id"], s.partitions))
 
     source = app.topic(predictions_by_id.get_topic_name(), by_id.get_topic_name(), key_type=bytes,
                        value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions)
@@ -389,22 +392,27 @@ def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
                 msg = ev.message
                 try:
                     data = orjson.loads(ev.value)
-                    tweet_id = msg.key.decode()
-                except (orjson.JSONDecodeError, AttributeError, UnicodeDecodeError):
-                    log.warning("feedback-resolve: skipping a malformed record on %s", msg.topic)
+                except orjson.JSONDecodeError:
+                    data = None
+                if not isinstance(data, dict):
+                    log.warning("feedback-resolve: skipping a malformed record on %s", msg.topic,
+                                extra=about_message(msg))
                     continue
+                part = msg.partition
+                if not index.known(part):  # after a start or a rebalance: from the recovered table
+                    index.index(part, ((k, v) for k, v in table.items() if k.startswith(f"{part}:") and v))
                 if msg.topic == predictions_by_id.get_topic_name():
-                    if not retention.known(msg.partition):
-                        retention.index(msg.partition, ((k, e) for k, e in table.items()
-                                                        if e and e.get("p") == msg.partition))
-                    table[tweet_id] = data
-                    for at_ms, old in retention.add(msg.partition, tweet_id, data["at_ms"]):
-                        if (table.get(old) or {}).get("at_ms") == at_ms:
+                    key = f"{part}:{msg.offset}"  # one key per message: written once, a re-delivery rewrites it
+                    table[key] = data
+                    for old in index.add(part, key, data):
+                        if table.get(old) is not None:
                             del table[old]
                     continue
+                tweet_id = str(data.get("tweet_id"))
+                where = index.locate(tweet_id)
                 if pipe.tally is not None:
                     pipe.tally.batch(time.time(), feedback=1)
-                verdict = resolve(data, table.get(tweet_id), max_age_ms)
+                verdict = resolve(data, (table.get(where) or {}).get(tweet_id) if where else None, max_age_ms)
                 if verdict.problem:
                     src = data.get("source") or {}
                     code = f"{verdict.kind}_tweet"
@@ -427,7 +435,7 @@ def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
     @app.on_partitions_revoked.connect
     async def _forget(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
         # rebuilt from the (recovered) table if this worker gets them back
-        retention.forget(tp.partition for tp in revoked if tp.topic == predictions_by_id.get_topic_name())
+        index.forget(tp.partition for tp in revoked if tp.topic == predictions_by_id.get_topic_name())
 
     pipe.agents.update({"feedback-intake": intake, "feedback-resolve": resolve_reports})
 

@@ -5,13 +5,14 @@ A report names a tweet and the label a person says is right (``tweet_id``, ``cor
 prediction the worker recorded for that tweet (a bounded table, tweet id -> entry), never from a
 ``predicted_label`` the client claims: a claim that disagrees with the table is overruled and counted.
 
-Pure functions and a per-partition retention index; the Faust table and its changelog are wired in
+Pure functions and a per-partition index of the table; the Faust table and its changelog are wired in
 :mod:`.agents`. Times are passed in (the wall clock of scoring and of the report, read at the runtime edge).
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +24,11 @@ LABELS = ("negative", "neutral", "positive")
 MAX_TEXT = 280  # what an alert lists of a tweet; the table stays small
 
 
-def prediction_entry(ev: Mapping[str, Any], scored_ms: int, partition: int) -> dict[str, Any]:
+def prediction_entry(ev: Mapping[str, Any], scored_ms: int) -> dict[str, Any]:
     """What the table keeps of an enriched tweet: enough to judge a report and to list it in an alert."""
     s = ev["sentiment"]
     return {"label": s["label"], "probs": s.get("probs"), "brand": ev.get("brand"),
-            "text": str(ev.get("text") or "")[:MAX_TEXT], "at_ms": int(scored_ms), "p": int(partition)}
+            "text": str(ev.get("text") or "")[:MAX_TEXT], "at_ms": int(scored_ms)}
 
 
 def parse_report(data: Any, received_ms: int) -> tuple[dict[str, Any] | None, str | None]:
@@ -82,38 +83,73 @@ def resolve(report: Mapping[str, Any], entry: Mapping[str, Any] | None, max_age_
         "event_time_ms": report["at_ms"]})
 
 
-@dataclass
-class Retention:
-    """Which tweet ids to drop from the table, per partition: past ``max_age_ms`` or beyond ``max_entries``.
+def partition_of(tweet_id: str, partitions: int) -> int:
+    """The partition of a tweet id on the by-id topics: chosen here, not by a producer's partitioner, so
+    that predictions and reports meet on one partition whoever wrote them."""
+    return zlib.crc32(tweet_id.encode("utf-8", "surrogatepass")) % partitions
 
-    Kept per partition because a table delete is written to the changelog partition of the event being
-    processed: a partition's entries are only ever evicted while processing that partition. Rebuilt from
-    the table after a restart or a rebalance (:meth:`index`), since the order lives in memory only.
+
+def by_partition(entries: Iterable[tuple[str, dict[str, Any]]], partitions: int) -> dict[int, dict[str, Any]]:
+    """A batch's prediction entries grouped by their by-id partition: one message (and one changelog write)
+    per partition per batch instead of one per tweet (stream_app/app.py)."""
+    out: dict[int, dict[str, Any]] = {}
+    for tweet_id, entry in entries:
+        out.setdefault(partition_of(tweet_id, partitions), {})[tweet_id] = entry
+    return out
+
+
+@dataclass
+class PredictionIndex:
+    """Where each tweet's prediction is in the table, and which table keys to drop, per partition.
+
+    The table holds one key per predictions message (``<partition>:<offset>`` -> {tweet id: entry}); this
+    index maps tweet ids to those keys and drops the oldest keys past ``max_age_ms`` or ``max_entries``
+    entries. Kept per partition because a table delete is written to the changelog partition of the event
+    being processed. In memory only: rebuilt from the table after a restart or a rebalance (:meth:`index`).
     """
 
     max_entries: int
     max_age_ms: int
-    order: dict[int, deque[tuple[int, str]]] = field(default_factory=dict)
+    order: dict[int, deque[tuple[int, str, list[str]]]] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)  # tweet id -> table key
+    sizes: dict[int, int] = field(default_factory=dict)
 
     def known(self, partition: int) -> bool:
         return partition in self.order
 
-    def index(self, partition: int, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
-        """Start tracking ``partition`` from the table's entries (tweet id, entry) of that partition."""
-        self.order[partition] = deque(sorted((int(e["at_ms"]), k) for k, e in entries))
+    def locate(self, tweet_id: str) -> str | None:
+        return self.where.get(tweet_id)
 
-    def add(self, partition: int, tweet_id: str, at_ms: int) -> list[tuple[int, str]]:
-        """Record a prediction; the (scored at, tweet id) to delete now (same partition), oldest first.
+    def index(self, partition: int, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Start tracking ``partition`` from its table items (key, {tweet id: entry})."""
+        self.order[partition], self.sizes[partition] = deque(), 0
+        for key, batch in sorted(items, key=lambda kv: min((e["at_ms"] for e in kv[1].values()), default=0)):
+            self.add(partition, key, batch)
 
-        A re-scored tweet is listed twice: delete only when the table's entry is the one that expired."""
+    def add(self, partition: int, key: str, batch: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Record a predictions message stored under ``key``; the table keys to delete now, oldest first."""
         q = self.order.setdefault(partition, deque())
-        q.append((at_ms, tweet_id))
+        ids = list(batch)
+        newest = max((int(e["at_ms"]) for e in batch.values()), default=0)
+        q.append((newest, key, ids))
+        for tweet_id in ids:
+            self.where[tweet_id] = key
+        self.sizes[partition] = self.sizes.get(partition, 0) + len(ids)
         out = []
-        while q and (len(q) > self.max_entries or at_ms - q[0][0] > self.max_age_ms):
-            out.append(q.popleft())
+        while len(q) > 1 and (self.sizes[partition] > self.max_entries or newest - q[0][0] > self.max_age_ms):
+            _, old, old_ids = q.popleft()
+            self.sizes[partition] -= len(old_ids)
+            for tweet_id in old_ids:
+                if self.where.get(tweet_id) == old:  # a re-scored tweet points to its newer key
+                    del self.where[tweet_id]
+            out.append(old)
         return out
 
     def forget(self, partitions: Iterable[int]) -> None:
-        """Partitions revoked from this worker: their order is rebuilt if they come back."""
+        """Partitions revoked from this worker: their ids are rebuilt if they come back."""
         for p in partitions:
-            self.order.pop(p, None)
+            for _, key, ids in self.order.pop(p, ()):
+                for tweet_id in ids:
+                    if self.where.get(tweet_id) == key:
+                        del self.where[tweet_id]
+            self.sizes.pop(p, None)
