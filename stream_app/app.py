@@ -156,6 +156,15 @@ class Pipeline:
     health: Any = None  # alerting.health.HealthMonitor when alerting is wired
     tally: Any = None  # alerting.summary.Tally when the daily summary is on
 
+    async def send_dead_letter(self, kafka_key: bytes | None, letter: dict[str, Any]) -> None:
+        """Log, publish and count one dead letter (tweets and feedback alike)."""
+        src, error = letter["source"], letter["error"]
+        log.info("dead-lettered %s[%s]@%s: %s: %s", src["topic"], src["partition"], src["offset"], error["code"],
+                 error["message"][:200], extra={"topic": src["topic"], "partition": src["partition"],
+                                                "offset": src["offset"], "code": error["code"]})
+        await self.topics["dlq"].send(key=kafka_key, value=orjson.dumps(letter))
+        metrics.DEAD_LETTERED.labels(error["code"]).inc()
+
     def update_lag(self) -> int | None:
         """Input-topic lag per assigned partition (highwater minus committed offset); the total, or None."""
         consumer = self.app.consumer if self.app.producer is not None else None
@@ -272,7 +281,7 @@ def build_app(settings: Settings, enricher: Enricher, alert_config: Any = None, 
 
 def _wire_enrichment(pipe: Pipeline) -> None:
     app, s = pipe.app, pipe.settings
-    out_topic, dlq_topic = pipe.topics["enriched"], pipe.topics["dlq"]
+    out_topic = pipe.topics["enriched"]
 
     @app.agent(pipe.topics["tweets"], name="enrich")
     async def enrich(stream: faust.StreamT) -> None:
@@ -329,6 +338,8 @@ def _wire_enrichment(pipe: Pipeline) -> None:
             recent = pipe.recent
             predictions = pipe.topics.get("predictions")
             scored: list[tuple[str, dict[str, Any]]] = []
+            tally, health = pipe.tally, pipe.health
+            words = unknown = 0
             for ev, msg in enriched:
                 ev["source_partition"] = msg.partition
                 brand = ev.get("brand")
@@ -347,33 +358,25 @@ def _wire_enrichment(pipe: Pipeline) -> None:
                 if msg.timestamp:
                     latencies.append(max(0.0, now - msg.timestamp))
                     metrics.E2E_SECONDS.observe(latencies[-1])
+                if tally is not None:
+                    tally.tweet(now, brand or "-", ev["sentiment"]["label"] == "negative", incident is not None)
+                if health is not None:
+                    w, u = unknown_words(ev["text"], vocabulary)
+                    words, unknown = words + w, unknown + u
             metrics.ENRICHED.inc(len(enriched))
             # what feedback is judged against (alerting/reports.py): one message per by-id partition
             for part, batch in by_partition(scored, s.partitions).items():
                 await predictions.send(key=f"p{part}".encode(), value=orjson.dumps(batch), partition=part)
             for kafka_key, d in dead:
-                src = d["source"]
-                log.info("dead-lettered %s[%s]@%s: %s: %s", src["topic"], src["partition"], src["offset"],
-                         d["error"]["code"], d["error"]["message"][:200],
-                         extra={"topic": src["topic"], "partition": src["partition"], "offset": src["offset"],
-                                "code": d["error"]["code"]})
-                await dlq_topic.send(key=kafka_key, value=orjson.dumps(d))
-                metrics.DEAD_LETTERED.labels(d["error"]["code"]).inc()
-            if pipe.tally is not None:
-                pipe.tally.batch(now, dead=len(dead), latencies_s=latencies)
-                for ev, _ in enriched:
-                    pipe.tally.tweet(now, ev.get("brand") or "-", ev["sentiment"]["label"] == "negative",
-                                     incident_of(ev) is not None)
-            if pipe.health is not None:
-                words = unknown = 0
-                for ev, _ in enriched:
-                    w, u = unknown_words(ev["text"], vocabulary)
-                    words, unknown = words + w, unknown + u
+                await pipe.send_dead_letter(kafka_key, d)
+            if tally is not None:
+                tally.batch(now, dead=len(dead), latencies_s=latencies)
+            if health is not None:
                 metrics.VOCABULARY_WORDS.labels("unknown").inc(unknown)
                 metrics.VOCABULARY_WORDS.labels("known").inc(words - unknown)
-                pipe.health.observe_batch(now, tweets=len(events), dead=len(dead), latencies_s=latencies,
-                                          labels=[ev["sentiment"]["label"] for ev, _ in enriched],
-                                          words=words, unknown=unknown)
+                health.observe_batch(now, tweets=len(events), dead=len(dead), latencies_s=latencies,
+                                     labels=[ev["sentiment"]["label"] for ev, _ in enriched], words=words,
+                                     unknown=unknown)
 
     pipe.agents["enrich"] = enrich
 

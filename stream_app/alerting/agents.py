@@ -357,11 +357,8 @@ def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
     index = PredictionIndex(max(1, s.prediction_table_size // s.partitions), max_age_ms)
 
     async def invalid(ev: Any, problem: str) -> None:
-        key, letter = dead_letter_of(ev.message, "invalid_feedback", problem[:500])
-        log.info("dead-lettered feedback: %s", problem[:200], extra=about_message(ev.message, code="invalid_feedback"))
-        await pipe.topics["dlq"].send(key=key, value=orjson.dumps(letter))
+        await pipe.send_dead_letter(*dead_letter_of(ev.message, "invalid_feedback", problem[:500]))
         metrics.FEEDBACK.labels("invalid").inc()
-        metrics.DEAD_LETTERED.labels("invalid_feedback").inc()
 
     @app.agent(pipe.topics["feedback"], name="feedback-intake")
     async def intake(stream: faust.StreamT) -> None:
@@ -421,9 +418,8 @@ def wire_feedback(pipe: Any, internal: Any, resolved: faust.TopicT) -> None:
                                                 partition=src.get("partition", msg.partition),
                                                 offset=src.get("offset", msg.offset),
                                                 timestamp_ms=src.get("timestamp_ms"))
-                    await pipe.topics["dlq"].send(key=msg.key, value=orjson.dumps(letter))
+                    await pipe.send_dead_letter(msg.key, letter)
                     metrics.FEEDBACK.labels(verdict.kind).inc()
-                    metrics.DEAD_LETTERED.labels(code).inc()
                     continue
                 metrics.FEEDBACK.labels(verdict.kind).inc()
                 if verdict.overruled:

@@ -95,6 +95,11 @@ class Minute:
     lag: int | None = None  # total input lag seen last in the minute
 
 
+def latency_bin(seconds: float) -> int:
+    """The bin of a latency in histograms over :data:`LATENCY_EDGES_MS` (the last one holds the rest)."""
+    return min(bisect_left(LATENCY_EDGES_MS, seconds * 1000), len(LATENCY_EDGES_MS) - 1)
+
+
 def p95(hist: list[int]) -> tuple[float, int]:
     """(P95 in ms, count) of a histogram over :data:`LATENCY_EDGES_MS` (the upper edge of the P95's bin)."""
     n = sum(hist)
@@ -144,7 +149,7 @@ class HealthMonitor:
     @staticmethod
     def _latency(m: Minute, source: str, seconds: float) -> None:
         hist = m.latency.setdefault(source, [0] * len(LATENCY_EDGES_MS))
-        hist[min(bisect_left(LATENCY_EDGES_MS, seconds * 1000), len(hist) - 1)] += 1
+        hist[latency_bin(seconds)] += 1
 
     def observe_lag(self, now: float, total: int) -> None:
         self._minute(now).lag = total

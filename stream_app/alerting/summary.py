@@ -11,7 +11,6 @@ functions over JSON-able dicts; the wiring is in :mod:`.agents`.
 from __future__ import annotations
 
 import html
-from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -20,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._schema import Field, check_table, fail, one_of, str_list
-from .health import LATENCY_EDGES_MS, p95
+from .health import LATENCY_EDGES_MS, latency_bin, p95
 from .rules import TEAMS
 
 KEEP_DAYS = 7
@@ -95,7 +94,7 @@ class Tally:
         d["dead"] += dead
         d["feedback"] += feedback
         for s in latencies_s:
-            i = str(min(bisect_left(LATENCY_EDGES_MS, s * 1000), len(LATENCY_EDGES_MS) - 1))
+            i = str(latency_bin(s))
             d["latency"][i] = d["latency"].get(i, 0) + 1
 
     def drain(self, now: float) -> dict[str, dict[str, Any]]:

@@ -28,6 +28,7 @@ from faust.web import View
 from prometheus_client import generate_latest
 
 from .. import metrics
+from ..alerting.reports import LABELS
 from ..scoring.text import retweeted_text
 from .predict import MAX_PREDICT_BODY, Coalescer, PredictError, model_info, parse_predict_request, prediction
 from .ratelimit import RateLimit
@@ -36,7 +37,6 @@ from .state import brand_state
 log = logging.getLogger("badbuzz.web")
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024
-LABELS = ("negative", "neutral", "positive")
 WILDCARDS = {"", "0.0.0.0", "::", "*"}
 LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 DENIED = {"error": "missing or invalid bearer token"}
