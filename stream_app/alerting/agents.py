@@ -87,12 +87,9 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
             alert = Alert.from_candidate(cand, dashboard_url=s.public_url, lang=policy.config.language_of(brand))
             at = to_epoch(cand.window_end)  # event time: the policy's windows never read the wall clock
             decision = policy.decide(groups.get(alert.group_key), alert, at)
-            if decision.deliver:
-                # Publish before saving the state: a crash in between re-publishes the same alert id,
-                # which delivery deduplicates.
-                event = alert.to_dict() | {"channels": sorted(decision.channels), "decision": decision.reason}
-                await alerts_topic.send(key=alert.id.encode(), value=orjson.dumps(event))
-                metrics.ALERTS.labels(alert.rule, alert.severity).inc()
+            # Publish before saving the state: a crash in between re-publishes the same alert id,
+            # which delivery deduplicates.
+            await emit(alerts_topic, decision)
             if decision.deferred:
                 digests[brand] = policy.add_to_digest(digests.get(brand), decision, at)
             groups[alert.group_key] = decision.state
@@ -241,7 +238,7 @@ def wire_alerting(pipe: Any, config: AlertConfig, dispatcher: Dispatcher) -> Non
 
     pipe.agents.update(alerting=alerting, notify=notify)
     wire_feedback(pipe, internal, resolved)
-    wire_health(pipe, config, policy)
+    wire_health(pipe, config, policy, dispatcher)
     wire_summary(pipe, config, dispatcher, internal)
 
 
@@ -296,18 +293,28 @@ def wire_summary(pipe: Any, config: AlertConfig, dispatcher: Dispatcher, interna
     pipe.agents["daily-summary"] = summarize
 
 
-def wire_health(pipe: Any, config: AlertConfig, policy: Any) -> None:
+async def emit(alerts_topic: faust.TopicT, decision: Any) -> None:
+    """Publish a decided alert to the alerts topic (the notify agent delivers it), when it is to go out."""
+    if decision.deliver:
+        alert = decision.alert
+        event = alert.to_dict() | {"channels": sorted(decision.channels), "decision": decision.reason}
+        await alerts_topic.send(key=alert.id.encode(), value=orjson.dumps(event))
+        metrics.ALERTS.labels(alert.rule, alert.severity).inc()
+
+
+def wire_health(pipe: Any, config: AlertConfig, policy: Any, dispatcher: Dispatcher) -> None:
     """The worker's own health rules (:mod:`.health`), judged each minute on its wall clock.
 
     Health alerts are about this worker, so their state stays in memory (no table: a timer has no current
-    event whose partition a table write could use); delivery goes through the alerts topic and the notify
-    agent like every other alert.
+    event whose partition a table write could use), their quiet-hours digest too; delivery goes through the
+    alerts topic and the notify agent like every other alert.
     """
     if not any(r.enabled for r in config.health.values()):
         return
     monitor = HealthMonitor(config.health)
     pipe.health = monitor
     groups: dict[str, Any] = {}
+    digest: list[dict[str, Any]] = []  # deliveries held by quiet hours, e-mailed when they end
     for name in monitor.rules:
         metrics.HEALTH_VALUE.labels(name).set(0)  # exported from the start, before the first minute ends
 
@@ -321,10 +328,13 @@ def wire_health(pipe: Any, config: AlertConfig, policy: Any) -> None:
             alert = Alert.from_candidate(cand, dashboard_url=pipe.settings.public_url)
             decision = policy.decide(groups.get(alert.group_key), alert, now)
             groups[alert.group_key] = decision.state
-            if decision.deliver:
-                event = alert.to_dict() | {"channels": sorted(decision.channels), "decision": decision.reason}
-                await pipe.topics["alerts"].send(key=alert.id.encode(), value=orjson.dumps(event))
-                metrics.ALERTS.labels(alert.rule, alert.severity).inc()
+            await emit(pipe.topics["alerts"], decision)
+            if decision.deferred:  # was dropped: the alert went out without its quiet channels' digest
+                digest[:] = policy.add_to_digest(digest, decision, now)
+        due, keep = policy.split_due_digest(digest, now)
+        digest[:] = keep
+        if due:
+            count_results(await dispatcher.deliver_digest(due, policy.digest_recipients(due)))
         end = int(now // 60)
         for name, rule in monitor.rules.items():
             minutes = min(t.minutes for t in rule.tiers.values())
