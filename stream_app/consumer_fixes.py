@@ -32,6 +32,7 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from faust.types.tuples import ack_lock
 
+from .kafkaio import highwaters
 from .logs import about_partition
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,13 @@ def fix_kafka_consumer(max_wait_ms: int) -> None:
 
 
 async def true_end_offsets(consumer_class: Any, bootstrap: Any, reported: dict[Any, int]) -> dict[Any, int]:
-    """End offsets past the last record actually stored: a side consumer reads the last reported batch.
+    """End offsets as fetch responses give them (:func:`stream_app.kafkaio.highwaters`), from a side consumer.
 
-    The embedded Tansu broker answers ListOffsets(latest) with the last record *batch*'s base offset + 1;
-    Faust's table recovery reads up to there and drops the rest of that batch. Found by
+    The embedded Tansu broker answers ListOffsets(latest) with the last record *batch*'s base offset + 1
+    (kafkaio reads its own end offsets from fetches for the same reason); Faust's table recovery read up to
+    there and dropped the rest of that batch. Found by
     tests/test_feedback_e2e.py::test_the_prediction_table_survives_a_kill_9 (2 of 3 predictions written in
-    one batch were gone after a restart). On Kafka the read finds nothing past the reported end.
+    one batch were gone after a restart). On Kafka both answers are the same.
     """
     todo = {tp: end for tp, end in reported.items() if end}
     if not todo or not bootstrap:
@@ -75,10 +77,8 @@ async def true_end_offsets(consumer_class: Any, bootstrap: Any, reported: dict[A
         side.assign(list(todo))
         for tp, end in todo.items():
             side.seek(tp, end - 1)
-        batch = await side.getmany(*todo, timeout_ms=1000)
-        for tp, records in batch.items():
-            if records:
-                out[tp] = max(out[tp], max(r.offset for r in records) + 1)
+        for tp, high in (await highwaters(side, list(todo), timeout=5.0)).items():
+            out[tp] = max(out[tp], high)
     except Exception:  # noqa: BLE001 - a failed check leaves the broker's answer
         log.warning("end offsets: could not read past the reported ends", exc_info=True)
     finally:

@@ -203,9 +203,10 @@ class HealthMonitor:
                 if tier is None:
                     continue
                 value, volume, subject = self.value(name, end, tier.minutes)
-                if shown is None or (volume >= rule.min_volume and value >= tier.threshold):
+                hit = volume >= rule.min_volume and value >= tier.threshold
+                if shown is None or hit:  # the highest tier hit, else the first tier's figures
                     shown = (sev, tier, value, volume, subject)
-                if volume >= rule.min_volume and value >= tier.threshold:
+                if hit:
                     fired = sev
             sev, tier, value, volume, subject = shown
             # one alert per rule; it keeps the subject it started with (the label of a skewed mix)
