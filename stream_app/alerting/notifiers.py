@@ -772,16 +772,16 @@ class Dispatcher:
 
     async def deliver_report(self, report: Report, recipients: Mapping[str, Sequence[str]]) -> list[DeliveryResult]:
         """Send a report (the daily summary) to ``recipients`` (channel -> recipients: e-mail and webhook)."""
-        jobs = []
+        jobs, failed = [], []
         for ch, rcpts in recipients.items():
             notifier = self.notifiers.get(ch)
             for r in rcpts:
-                if notifier is None or not hasattr(notifier, "send_report"):
-                    log.warning("report %s: channel %r cannot carry it", report.id, ch)
+                if notifier is None or not hasattr(notifier, "send_report"):  # a failure, as for a digest
+                    failed.append(DeliveryResult(ch, r, False, 0, f"channel {ch!r} cannot carry a report", report.id))
                     continue
                 jobs.append(send_with_retry(ch, r, lambda t, n=notifier, r=r: n.send_report(r, report, t),
                                             self._policy(ch), self.rng, report.id))
-        return list(await asyncio.gather(*jobs))
+        return failed + list(await asyncio.gather(*jobs))
 
 
 def build_notifiers(channels: Iterable[str], env: Mapping[str, str] | None = None) -> dict[str, Notifier]:
